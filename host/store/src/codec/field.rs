@@ -1,0 +1,475 @@
+//! Compression of one metric field's successive values inside a history block.
+//!
+//! Each present value is coded against the field's previous present value in the same block,
+//! with the cheapest of four codes:
+//!
+//! | prefix | code | suits |
+//! |---|---|---|
+//! | `0` | same bits as the previous value | constants such as limits and totals |
+//! | `10` | decimal delta: `n - n_prev` where `value = n / 10^e` | integers and 1 to 7 digit decimals |
+//! | `110` | new decimal: `e` and `n` in full | the first value, or more decimal digits |
+//! | `111` | XOR of the float bits, Gorilla style | binary fractions and full-precision floats |
+//!
+//! vSphere performance counters are integers and the host derives percentages with a few
+//! decimals, so most values take the decimal delta. Plain Gorilla XOR spends about 52 bits on a
+//! value like `12.34`, because its mantissa has no trailing zeros. The XOR code stays for values
+//! no short decimal represents exactly.
+//!
+//! The encoder and the decoder update [`FieldState`] with the same functions, so they stay in
+//! step without storing the state in the stream.
+
+use crate::bits::{BitReader, BitWriter, EndOfStream};
+
+/// Largest decimal exponent the decimal codes use; it is stored in 3 bits.
+const MAX_DECIMAL_EXPONENT: u8 = 7;
+
+/// Exact powers of ten up to `10^MAX_DECIMAL_EXPONENT`.
+const POWERS_OF_TEN: [f64; 8] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7];
+
+/// Bound on the scaled integer of a decimal.
+///
+/// Below 2^50 the product `value * 10^e` lies within 0.25 of the integer it came from, so
+/// rounding recovers exactly that integer. The encoder, the decoder and a restored state
+/// therefore compute the same `n` for the same value.
+const MAX_SCALED: f64 = (1u64 << 50) as f64;
+
+/// Largest leading-zero count the XOR code stores; it is written in 5 bits.
+const MAX_XOR_LEADING: u32 = 31;
+
+/// Per-field coding state, carried from one value of a block to the next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FieldState {
+    /// Bits of the previous present value in this block.
+    pub(crate) previous: Option<u64>,
+    /// The previous value as `scaled / 10^exponent`, when such a decimal exists.
+    pub(crate) decimal: Option<Decimal>,
+    /// Bit width of the last written decimal delta; 0 before the first one.
+    pub(crate) delta_width: u8,
+    /// Leading and trailing zero counts of the last XOR window written in full.
+    pub(crate) xor_window: Option<XorWindow>,
+}
+
+/// A float equal to `scaled / 10^exponent`, bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decimal {
+    pub(crate) exponent: u8,
+    pub(crate) scaled: i64,
+}
+
+/// The span of meaningful bits of an XOR, as Gorilla stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct XorWindow {
+    pub(crate) leading: u8,
+    pub(crate) trailing: u8,
+}
+
+impl XorWindow {
+    fn meaningful_bits(self) -> u32 {
+        64 - u32::from(self.leading) - u32::from(self.trailing)
+    }
+}
+
+/// The code chosen for one value, with what the encoder needs to write it.
+enum Code {
+    Repeat,
+    DecimalDelta { decimal: Decimal, zigzag: u64 },
+    NewDecimal(Decimal),
+    Xor(u64),
+}
+
+impl FieldState {
+    /// Writes `value` with the cheapest code and advances the state.
+    pub(crate) fn encode(&mut self, value: f64, out: &mut BitWriter) {
+        let bits = value.to_bits();
+        match self.cheapest_code(value) {
+            Code::Repeat => out.write_bit(false),
+            Code::DecimalDelta { decimal, zigzag } => {
+                out.write_bits(0b10, 2);
+                self.write_delta(zigzag, out);
+                self.decimal = Some(decimal);
+            }
+            Code::NewDecimal(decimal) => {
+                out.write_bits(0b110, 3);
+                write_new_decimal(decimal, out);
+                self.decimal = Some(decimal);
+            }
+            Code::Xor(xor) => {
+                out.write_bits(0b111, 3);
+                self.write_xor(xor, out);
+                self.decimal = next_decimal(self.decimal, value);
+            }
+        }
+        self.previous = Some(bits);
+    }
+
+    /// Reads one value written by [`FieldState::encode`] and advances the state the same way.
+    pub(crate) fn decode(&mut self, input: &mut BitReader<'_>) -> Result<f64, CodecError> {
+        let value = if !input.read_bit()? {
+            f64::from_bits(self.previous.ok_or(CodecError::RepeatWithoutPrevious)?)
+        } else if !input.read_bit()? {
+            let previous = self.decimal.ok_or(CodecError::DeltaWithoutDecimal)?;
+            let delta = unzigzag(self.read_delta(input)?);
+            let scaled = previous
+                .scaled
+                .checked_add(delta)
+                .ok_or(CodecError::DecimalOutOfRange)?;
+            let decimal = Decimal {
+                exponent: previous.exponent,
+                scaled,
+            };
+            self.decimal = Some(decimal);
+            decimal_value(decimal)
+        } else if !input.read_bit()? {
+            let decimal = read_new_decimal(input)?;
+            self.decimal = Some(decimal);
+            decimal_value(decimal)
+        } else {
+            let xor = self.read_xor(input)?;
+            let value = f64::from_bits(self.previous.unwrap_or(0) ^ xor);
+            self.decimal = next_decimal(self.decimal, value);
+            value
+        };
+        self.previous = Some(value.to_bits());
+        Ok(value)
+    }
+
+    fn cheapest_code(&self, value: f64) -> Code {
+        let bits = value.to_bits();
+        if self.previous == Some(bits) {
+            return Code::Repeat;
+        }
+
+        let mut best: Option<(u32, Code)> = None;
+        let mut consider = |cost: u32, code: Code| {
+            if best.as_ref().is_none_or(|(best_cost, _)| cost < *best_cost) {
+                best = Some((cost, code));
+            }
+        };
+        if let Some(previous) = self.decimal
+            && let Some(scaled) = scale_exactly(value, previous.exponent)
+        {
+            // Both magnitudes are below 2^50, so the difference cannot overflow.
+            let zigzag = zigzag(scaled - previous.scaled);
+            let decimal = Decimal {
+                exponent: previous.exponent,
+                scaled,
+            };
+            consider(
+                2 + self.delta_cost(zigzag),
+                Code::DecimalDelta { decimal, zigzag },
+            );
+        }
+        if let Some(decimal) = shortest_decimal(value) {
+            consider(3 + new_decimal_cost(decimal), Code::NewDecimal(decimal));
+        }
+        // Without a previous value the XOR is against zero. A zero XOR has no Gorilla form, but
+        // then the value is +0.0, which the new-decimal code always covers.
+        let xor = self.previous.unwrap_or(0) ^ bits;
+        if xor != 0 {
+            consider(3 + self.xor_cost(xor), Code::Xor(xor));
+        }
+        best.expect("+0.0 has a decimal form and any other value a non-zero XOR")
+            .1
+    }
+
+    /// Cost of a zigzag delta: `0` + the previous width, or `1` + 6-bit width + the bits.
+    fn delta_cost(&self, zigzag: u64) -> u32 {
+        let width = significant_bits(zigzag);
+        let fresh = 1 + 6 + width;
+        if self.delta_width > 0 && width <= u32::from(self.delta_width) {
+            fresh.min(1 + u32::from(self.delta_width))
+        } else {
+            fresh
+        }
+    }
+
+    fn write_delta(&mut self, zigzag: u64, out: &mut BitWriter) {
+        let width = significant_bits(zigzag);
+        let reuse = 1 + u32::from(self.delta_width);
+        if self.delta_width > 0 && width <= u32::from(self.delta_width) && reuse <= 7 + width {
+            out.write_bit(false);
+            out.write_bits(zigzag, u32::from(self.delta_width));
+        } else {
+            // A delta is never zero (that value would be a repeat), so width is 1 to 64.
+            out.write_bit(true);
+            out.write_bits(u64::from(width - 1), 6);
+            out.write_bits(zigzag, width);
+            self.delta_width = width as u8;
+        }
+    }
+
+    fn read_delta(&mut self, input: &mut BitReader<'_>) -> Result<u64, CodecError> {
+        if !input.read_bit()? {
+            if self.delta_width == 0 {
+                return Err(CodecError::DeltaWithoutWidth);
+            }
+            return Ok(input.read_bits(u32::from(self.delta_width))?);
+        }
+        let width = input.read_bits(6)? as u32 + 1;
+        self.delta_width = width as u8;
+        Ok(input.read_bits(width)?)
+    }
+
+    /// Cost of a non-zero XOR: `0` + bits in the previous window, or `1` + 5-bit leading count
+    /// + 6-bit length + the meaningful bits.
+    fn xor_cost(&self, xor: u64) -> u32 {
+        let window = xor_window(xor);
+        let fresh = 1 + 5 + 6 + window.meaningful_bits();
+        match self.xor_window {
+            Some(previous) if fits_window(window, previous) => {
+                fresh.min(1 + previous.meaningful_bits())
+            }
+            _ => fresh,
+        }
+    }
+
+    fn write_xor(&mut self, xor: u64, out: &mut BitWriter) {
+        let window = xor_window(xor);
+        if let Some(previous) = self.xor_window
+            && fits_window(window, previous)
+            && previous.meaningful_bits() <= 11 + window.meaningful_bits()
+        {
+            out.write_bit(false);
+            out.write_bits(xor >> previous.trailing, previous.meaningful_bits());
+            return;
+        }
+        out.write_bit(true);
+        out.write_bits(u64::from(window.leading), 5);
+        out.write_bits(u64::from(window.meaningful_bits() - 1), 6);
+        out.write_bits(xor >> window.trailing, window.meaningful_bits());
+        self.xor_window = Some(window);
+    }
+
+    fn read_xor(&mut self, input: &mut BitReader<'_>) -> Result<u64, CodecError> {
+        let window = if !input.read_bit()? {
+            self.xor_window.ok_or(CodecError::XorWithoutWindow)?
+        } else {
+            let leading = input.read_bits(5)? as u8;
+            let meaningful = input.read_bits(6)? as u32 + 1;
+            let trailing = 64u32
+                .checked_sub(u32::from(leading) + meaningful)
+                .ok_or(CodecError::XorWindowTooWide)?;
+            let window = XorWindow {
+                leading,
+                trailing: trailing as u8,
+            };
+            self.xor_window = Some(window);
+            window
+        };
+        Ok(input.read_bits(window.meaningful_bits())? << window.trailing)
+    }
+}
+
+/// Reason a block's bit stream failed to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CodecError {
+    #[error("bit stream ends early")]
+    EndOfStream,
+    #[error("repeat code without a previous value")]
+    RepeatWithoutPrevious,
+    #[error("decimal delta without a previous decimal")]
+    DeltaWithoutDecimal,
+    #[error("decimal delta reuses a width before any was set")]
+    DeltaWithoutWidth,
+    #[error("decimal out of range")]
+    DecimalOutOfRange,
+    #[error("XOR code reuses a window before any was set")]
+    XorWithoutWindow,
+    #[error("XOR window wider than 64 bits")]
+    XorWindowTooWide,
+    #[error("timestamps do not increase")]
+    TimestampNotIncreasing,
+    #[error("header is invalid: {0}")]
+    InvalidHeader(&'static str),
+}
+
+impl From<EndOfStream> for CodecError {
+    fn from(_: EndOfStream) -> Self {
+        CodecError::EndOfStream
+    }
+}
+
+fn write_new_decimal(decimal: Decimal, out: &mut BitWriter) {
+    let zigzag = zigzag(decimal.scaled);
+    let width = significant_bits(zigzag);
+    out.write_bits(u64::from(decimal.exponent), 3);
+    out.write_bits(u64::from(width), 6);
+    out.write_bits(zigzag, width);
+}
+
+fn read_new_decimal(input: &mut BitReader<'_>) -> Result<Decimal, CodecError> {
+    let exponent = input.read_bits(3)? as u8;
+    let width = input.read_bits(6)? as u32;
+    let scaled = unzigzag(input.read_bits(width)?);
+    if scaled.unsigned_abs() as f64 > MAX_SCALED {
+        return Err(CodecError::DecimalOutOfRange);
+    }
+    Ok(Decimal { exponent, scaled })
+}
+
+/// Cost of a new decimal: 3-bit exponent, 6-bit width, then the zigzag bits. The width is at
+/// most 51 because the scaled value is below 2^50.
+fn new_decimal_cost(decimal: Decimal) -> u32 {
+    3 + 6 + significant_bits(zigzag(decimal.scaled))
+}
+
+/// Returns the decimal form of a value coded with XOR: keep the previous exponent if
+/// it still represents the value, else take the shortest form.
+pub(crate) fn next_decimal(previous: Option<Decimal>, value: f64) -> Option<Decimal> {
+    if let Some(previous) = previous
+        && let Some(scaled) = scale_exactly(value, previous.exponent)
+    {
+        return Some(Decimal {
+            exponent: previous.exponent,
+            scaled,
+        });
+    }
+    shortest_decimal(value)
+}
+
+/// Returns the decimal with the fewest fraction digits that reproduces `value` bit for bit.
+fn shortest_decimal(value: f64) -> Option<Decimal> {
+    (0..=MAX_DECIMAL_EXPONENT).find_map(|exponent| {
+        scale_exactly(value, exponent).map(|scaled| Decimal { exponent, scaled })
+    })
+}
+
+/// Returns `n` with `n / 10^exponent == value` bit for bit, if one below [`MAX_SCALED`] exists.
+///
+/// The bit comparison rejects NaN, infinities and -0.0, which then take the XOR code.
+pub(crate) fn scale_exactly(value: f64, exponent: u8) -> Option<i64> {
+    let scaled = (value * POWERS_OF_TEN[usize::from(exponent)]).round();
+    if !scaled.is_finite() || scaled.abs() >= MAX_SCALED {
+        return None;
+    }
+    let candidate = Decimal {
+        exponent,
+        scaled: scaled as i64,
+    };
+    (decimal_value(candidate).to_bits() == value.to_bits()).then_some(candidate.scaled)
+}
+
+fn decimal_value(decimal: Decimal) -> f64 {
+    decimal.scaled as f64 / POWERS_OF_TEN[usize::from(decimal.exponent)]
+}
+
+fn xor_window(xor: u64) -> XorWindow {
+    XorWindow {
+        leading: xor.leading_zeros().min(MAX_XOR_LEADING) as u8,
+        trailing: xor.trailing_zeros() as u8,
+    }
+}
+
+fn fits_window(window: XorWindow, previous: XorWindow) -> bool {
+    window.leading >= previous.leading && window.trailing >= previous.trailing
+}
+
+fn significant_bits(value: u64) -> u32 {
+    64 - value.leading_zeros()
+}
+
+pub(crate) fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+pub(crate) fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(values: &[f64]) -> (Vec<f64>, u64) {
+        let mut encoder = FieldState::default();
+        let mut out = BitWriter::default();
+        for &value in values {
+            encoder.encode(value, &mut out);
+        }
+        let mut decoder = FieldState::default();
+        let mut input = BitReader::new(out.bytes(), out.bit_len());
+        let decoded = values
+            .iter()
+            .map(|_| decoder.decode(&mut input).expect("decodes"))
+            .collect();
+        assert_eq!(
+            decoder, encoder,
+            "decoder state diverged from encoder state"
+        );
+        (decoded, out.bit_len())
+    }
+
+    fn assert_bitwise_equal(decoded: &[f64], expected: &[f64]) {
+        let decoded: Vec<u64> = decoded.iter().map(|v| v.to_bits()).collect();
+        let expected: Vec<u64> = expected.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn special_values_round_trip_bitwise() {
+        let values = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            -1.5,
+            1e300,
+            0.1 + 0.2,
+            12.34,
+            12.345_678_9,
+            (1u64 << 52) as f64,
+            -((1u64 << 49) as f64),
+        ];
+        let (decoded, _) = round_trip(&values);
+        assert_bitwise_equal(&decoded, &values);
+    }
+
+    #[test]
+    fn percentages_with_two_decimals_stay_small() {
+        let values: Vec<f64> = (0..200)
+            .map(|i| f64::from(1_000 + (i * 37 % 61) - 30) / 100.0)
+            .collect();
+        let (decoded, bits) = round_trip(&values);
+        assert_bitwise_equal(&decoded, &values);
+        let bits_per_value = bits as f64 / values.len() as f64;
+        assert!(bits_per_value < 12.0, "{bits_per_value} bits per value");
+    }
+
+    #[test]
+    fn constant_costs_one_bit_after_the_first() {
+        let values = [4096.0; 100];
+        let (decoded, bits) = round_trip(&values);
+        assert_bitwise_equal(&decoded, &values);
+        // 3-bit prefix, 3-bit exponent, 6-bit width and 14 bits for zigzag(4096) = 8192, then
+        // one bit per repeat.
+        assert_eq!(bits, 26 + 99);
+    }
+
+    #[test]
+    fn binary_fractions_take_the_xor_code() {
+        let values: Vec<f64> = (0..100)
+            .map(|i| f64::from(5_000 + i * 13 % 97) / 1024.0 * 3.3)
+            .collect();
+        let (decoded, _) = round_trip(&values);
+        assert_bitwise_equal(&decoded, &values);
+    }
+
+    #[test]
+    fn scale_exactly_rejects_values_it_cannot_reproduce() {
+        assert_eq!(scale_exactly(12.34, 2), Some(1234));
+        assert_eq!(scale_exactly(12.34, 1), None);
+        assert_eq!(scale_exactly(-0.0, 0), None);
+        assert_eq!(scale_exactly(f64::NAN, 0), None);
+        assert_eq!(scale_exactly(1e20, 0), None);
+    }
+
+    #[test]
+    fn zigzag_round_trips_extremes() {
+        for value in [0, 1, -1, i64::MAX, i64::MIN, 1 << 50, -(1 << 50)] {
+            assert_eq!(unzigzag(zigzag(value)), value);
+        }
+    }
+}
