@@ -122,7 +122,8 @@ impl Request {
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.as_bytes().to_vec()));
+        self.headers
+            .push((name.to_owned(), value.as_bytes().to_vec()));
         self
     }
 
@@ -153,7 +154,9 @@ impl Request {
     pub fn send(self) -> Result<Response, HttpError> {
         let target = Target::parse(&self.url)?;
         let request = self.outgoing_request(&target)?;
-        let outgoing_body = request.body().map_err(|()| self.protocol("body already taken"))?;
+        let outgoing_body = request
+            .body()
+            .map_err(|()| self.protocol("body already taken"))?;
 
         let options = self.timeout.map(request_options);
         let pending = outgoing_handler::handle(request, options)
@@ -176,9 +179,15 @@ impl Request {
         let request = OutgoingRequest::new(headers);
         let invalid = |part: &str| HttpError::InvalidUrl(format!("{}: invalid {part}", self.url));
 
-        request.set_method(&self.method).map_err(|()| invalid("method"))?;
-        request.set_scheme(Some(&target.scheme)).map_err(|()| invalid("scheme"))?;
-        request.set_authority(Some(&target.authority)).map_err(|()| invalid("authority"))?;
+        request
+            .set_method(&self.method)
+            .map_err(|()| invalid("method"))?;
+        request
+            .set_scheme(Some(&target.scheme))
+            .map_err(|()| invalid("scheme"))?;
+        request
+            .set_authority(Some(&target.authority))
+            .map_err(|()| invalid("authority"))?;
         request
             .set_path_with_query(Some(&target.path_with_query))
             .map_err(|()| invalid("path"))?;
@@ -187,7 +196,9 @@ impl Request {
 
     fn write_body(&self, body: OutgoingBody) -> Result<(), HttpError> {
         {
-            let stream = body.write().map_err(|()| self.protocol("body stream taken"))?;
+            let stream = body
+                .write()
+                .map_err(|()| self.protocol("body stream taken"))?;
             for chunk in self.body.chunks(WRITE_CHUNK) {
                 stream
                     .blocking_write_and_flush(chunk)
@@ -200,7 +211,9 @@ impl Request {
     fn read_response(&self, response: IncomingResponse) -> Result<Response, HttpError> {
         let status = response.status();
         let headers = response.headers().entries();
-        let body = response.consume().map_err(|()| self.protocol("body already consumed"))?;
+        let body = response
+            .consume()
+            .map_err(|()| self.protocol("body already consumed"))?;
         let bytes = self.read_body(&body)?;
         IncomingBody::finish(body);
         Ok(Response {
@@ -211,7 +224,9 @@ impl Request {
     }
 
     fn read_body(&self, body: &IncomingBody) -> Result<Vec<u8>, HttpError> {
-        let stream = body.stream().map_err(|()| self.protocol("body stream taken"))?;
+        let stream = body
+            .stream()
+            .map_err(|()| self.protocol("body stream taken"))?;
         let mut bytes = Vec::new();
         loop {
             match stream.blocking_read(READ_CHUNK) {

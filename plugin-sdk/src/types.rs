@@ -3,9 +3,9 @@
 use crate::collector_bindings::vmpulse::plugin::types;
 
 pub use types::{
-    CollectResult, Cluster, CpuMetrics, Datacenter, DiskMetrics, Finding, Host, Inventory, Layer,
-    MemoryMetrics, MetricGroup, NetworkMetrics, PluginError, PluginInfo, PowerState, Severity,
-    SystemMetrics, ToolsStatus, Vm, VmError, VmSample,
+    Cluster, CollectResult, CpuMetrics, Datacenter, DiskMetrics, Finding, HostSystem, Inventory,
+    Layer, MemoryMetrics, MetricGroup, NetworkMetrics, PluginError, PluginInfo, PowerState,
+    Severity, SystemMetrics, ToolsStatus, Vm, VmError, VmSample,
 };
 
 impl PluginInfo {
@@ -69,6 +69,7 @@ impl_all_unknown! {
     SystemMetrics { uptime, process_total, process_running, process_sleeping }
 }
 
+#[expect(clippy::derivable_impls, reason = "wit-bindgen generates the struct")]
 impl Default for Inventory {
     fn default() -> Self {
         Self {
@@ -80,6 +81,7 @@ impl Default for Inventory {
     }
 }
 
+#[expect(clippy::derivable_impls, reason = "wit-bindgen generates the struct")]
 impl Default for CollectResult {
     fn default() -> Self {
         Self {

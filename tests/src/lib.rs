@@ -1,1 +1,5 @@
+//! Shared support for vmpulse's integration tests and benchmarks: building the fixture
+//! plugins, writing plugin declarations, and small HTTP peers on 127.0.0.1.
 
+pub mod fixtures;
+pub mod http_peer;

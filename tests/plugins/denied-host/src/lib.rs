@@ -35,13 +35,20 @@ impl Collector for DeniedHost {
             )));
         }
         if ("localhost", 80).to_socket_addrs().is_ok() {
-            return Err(PluginError::Other("escaped: name lookup succeeded".to_owned()));
+            return Err(PluginError::Other(
+                "escaped: name lookup succeeded".to_owned(),
+            ));
         }
         if std::fs::read_dir("/").is_ok() {
-            return Err(PluginError::Other("escaped: file system is readable".to_owned()));
+            return Err(PluginError::Other(
+                "escaped: file system is readable".to_owned(),
+            ));
         }
         Request::get(&config.url).send()?;
-        Err(PluginError::Other(format!("escaped: request to {} succeeded", config.url)))
+        Err(PluginError::Other(format!(
+            "escaped: request to {} succeeded",
+            config.url
+        )))
     }
 }
 

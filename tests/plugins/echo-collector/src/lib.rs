@@ -22,7 +22,11 @@ struct EchoCollector;
 
 impl Collector for EchoCollector {
     fn describe() -> PluginInfo {
-        PluginInfo::new("echo", "0.1.0", "Reports a number fetched over HTTP as CPU usage")
+        PluginInfo::new(
+            "echo",
+            "0.1.0",
+            "Reports a number fetched over HTTP as CPU usage",
+        )
     }
 
     fn discover() -> Result<Inventory, PluginError> {
@@ -51,7 +55,10 @@ impl Collector for EchoCollector {
             log::info(&format!("calling {} with token {token}", config.url));
         }
 
-        let calls = state::get("calls").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+        let calls = state::get("calls")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
         state::set("calls", &calls.to_string());
 
         let response = Request::get(&config.url).send()?;

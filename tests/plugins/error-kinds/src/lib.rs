@@ -15,7 +15,9 @@ impl Collector for ErrorKinds {
     }
 
     fn discover() -> Result<Inventory, PluginError> {
-        Err(PluginError::Unreachable("discover always fails in this fixture".to_owned()))
+        Err(PluginError::Unreachable(
+            "discover always fails in this fixture".to_owned(),
+        ))
     }
 
     fn collect(vms: Vec<Vm>) -> Result<CollectResult, PluginError> {

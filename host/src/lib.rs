@@ -1,0 +1,7 @@
+//! The vmpulse host: loads the configured plugins into a WebAssembly sandbox and drives them.
+//!
+//! The binary in `main.rs` is thin wiring; everything it uses lives here so the integration
+//! tests in `tests/` drive the same code.
+
+pub mod config;
+pub mod plugin;
