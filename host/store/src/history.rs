@@ -1,11 +1,16 @@
 //! Per-VM metric history: appending samples, reading time ranges and expiring old blocks.
 //!
 //! Each VM's history is a sequence of compressed blocks (see [`crate::codec`]). The newest is
-//! the *open* block in `history_open`, extended by one sample per collection cycle. After
-//! `seal_after_samples` samples it moves unchanged to `history_sealed`, keyed by
+//! the *open* block in `history_open`, extended by one sample per collection cycle. When the
+//! next sample would push it past [`BlockLimits::max_bytes`], or it reaches
+//! [`BlockLimits::max_samples`], it moves unchanged to `history_sealed`, keyed by
 //! (VM id, first timestamp). Appending to the open block costs one rewrite of a value of a few
-//! kilobytes per VM and cycle; its coding state is stored with it, so the append encodes only
+//! kilobytes per VM and cycle. Its coding state is stored with it, so the append encodes only
 //! the new sample and never decodes the block.
+//!
+//! Sealing by size matters for the file size: redb stores a value larger than a page alone in
+//! a leaf of a power-of-two number of 4 KiB pages, so a 9 KiB block would occupy 16 KiB.
+//! Blocks are cut to fit one such leaf instead.
 //!
 //! Invariants the code below relies on:
 //!
@@ -26,6 +31,8 @@
 //! A sample older than the open block (a clock step back, or a replayed cycle) is merged into
 //! the block whose span it falls after, which is decoded and re-encoded. That path is slower but
 //! rare, and keeps every invariant: the merged block still ends before the next one starts.
+//! A merged block may outgrow [`BlockLimits::max_bytes`], which costs space but not
+//! correctness.
 
 use std::path::Path;
 
@@ -55,7 +62,28 @@ pub(crate) struct HistoryWriter<'a, 'txn> {
     path: &'a Path,
     op: Operation<'a>,
     field_count: u16,
-    seal_after: u32,
+    limits: BlockLimits,
+}
+
+/// When an open block is sealed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockLimits {
+    /// Samples after which the block is sealed whatever its size.
+    pub(crate) max_samples: u32,
+    /// Size of the redb leaf a sealed block should fit, in bytes.
+    pub(crate) max_bytes: usize,
+}
+
+/// Bytes a redb 5.0 leaf with one entry needs besides the value: a 4-byte header, two u32
+/// lengths, and the key, which is the VM id plus its length prefix and the u64 timestamp.
+/// Rounded up to leave slack for the tuple encoding.
+const LEAF_OVERHEAD: usize = 64;
+
+impl BlockLimits {
+    /// Largest sealed block of `vm_id` that fits in `max_bytes` with its key.
+    fn block_budget(self, vm_id: &str) -> usize {
+        self.max_bytes.saturating_sub(LEAF_OVERHEAD + vm_id.len())
+    }
 }
 
 impl<'a, 'txn> HistoryWriter<'a, 'txn> {
@@ -63,7 +91,7 @@ impl<'a, 'txn> HistoryWriter<'a, 'txn> {
         txn: &'txn redb::WriteTransaction,
         path: &'a Path,
         field_count: u16,
-        seal_after: u32,
+        limits: BlockLimits,
     ) -> Result<Self, StoreError> {
         let op = Operation::new(path, "history write");
         Ok(Self {
@@ -73,7 +101,7 @@ impl<'a, 'txn> HistoryWriter<'a, 'txn> {
             path,
             op,
             field_count,
-            seal_after,
+            limits,
         })
     }
 
@@ -112,7 +140,7 @@ impl<'a, 'txn> HistoryWriter<'a, 'txn> {
     fn extend_open(
         &mut self,
         vm_id: &str,
-        mut encoder: BlockEncoder,
+        encoder: BlockEncoder,
         timestamp_ms: u64,
         values: &[Option<f64>],
     ) -> Result<(), StoreError> {
@@ -124,9 +152,16 @@ impl<'a, 'txn> HistoryWriter<'a, 'txn> {
             fresh.push(timestamp_ms, values);
             return self.store_open(vm_id, &fresh, None);
         }
-        let previous_last = encoder.last_ms();
-        encoder.push(timestamp_ms, values);
-        self.store_open(vm_id, &encoder, Some(previous_last))
+        let mut extended = encoder.clone();
+        extended.push(timestamp_ms, values);
+        if extended.block_len() > self.limits.block_budget(vm_id) {
+            // Sealing the block as it was keeps it within one redb leaf.
+            self.seal(vm_id, &encoder)?;
+            let mut fresh = BlockEncoder::new(self.field_count);
+            fresh.push(timestamp_ms, values);
+            return self.store_open(vm_id, &fresh, None);
+        }
+        self.store_open(vm_id, &extended, Some(encoder.last_ms()))
     }
 
     /// Writes the open block back, or seals it once it is full, and moves its expiry key from
@@ -138,7 +173,7 @@ impl<'a, 'txn> HistoryWriter<'a, 'txn> {
         previous_last: Option<u64>,
     ) -> Result<(), StoreError> {
         self.reindex(vm_id, encoder.first_ms(), previous_last, encoder.last_ms())?;
-        if encoder.sample_count() >= self.seal_after {
+        if encoder.sample_count() >= self.limits.max_samples {
             return self.seal(vm_id, encoder);
         }
         self.open

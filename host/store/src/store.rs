@@ -7,7 +7,7 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::codec::{MAX_TIMESTAMP_MS, decode_block};
-use crate::history::{self, Appended, HistoryWriter, corrupt_block};
+use crate::history::{self, Appended, BlockLimits, HistoryWriter, corrupt_block};
 use crate::tables::{INVENTORY, LATEST, Operation, OrFail, database_error};
 use crate::{StoreError, open, schema};
 
@@ -20,10 +20,17 @@ pub const MAX_ID_LEN: usize = 1024;
 pub struct StoreOptions {
     /// How long history is kept; [`Store::sweep`] removes blocks older than this.
     pub retention: Duration,
-    /// Samples per history block before it is sealed. Larger blocks compress better, but the
-    /// open block is rewritten on every cycle, so each write grows with this. 120 samples are
-    /// one hour at the host's 30 s cycle.
-    pub seal_after_samples: u32,
+    /// Size in bytes that a sealed history block, with its key, should fit.
+    ///
+    /// Each VM's newest block is rewritten on every cycle, so larger blocks cost more write
+    /// I/O but compress better. redb pages are 4 KiB and a larger value takes a power-of-two
+    /// run of them, so a power of two wastes the least space. At about 80 bytes per sample,
+    /// 8 KiB is about 100 samples, 50 minutes at a 30 s cycle.
+    pub block_bytes: usize,
+    /// Samples after which a block is sealed whatever its size. It bounds how far retention
+    /// can overshoot, because [`Store::sweep`] removes whole blocks. 720 samples are 6 hours
+    /// at a 30 s cycle.
+    pub max_block_samples: u32,
     /// Memory redb may use for its page cache, in bytes.
     pub cache_size_bytes: usize,
     /// Verify the checksum of every page when opening, so a damaged file is rejected with
@@ -38,7 +45,8 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             retention: Duration::from_secs(7 * 24 * 3600),
-            seal_after_samples: 120,
+            block_bytes: 8192,
+            max_block_samples: 720,
             cache_size_bytes: 256 << 20,
             verify_on_open: true,
             max_resolved_alerts: 10_000,
@@ -98,9 +106,13 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         schema::validate(schema)?;
-        if options.seal_after_samples == 0 {
+        if options.max_block_samples == 0 || options.block_bytes < 1024 {
             return Err(StoreError::InvalidOptions {
-                reason: "seal_after_samples must be at least 1".into(),
+                reason: format!(
+                    "max_block_samples is {} and block_bytes is {}; they must be at least 1 \
+                     and 1024",
+                    options.max_block_samples, options.block_bytes
+                ),
             });
         }
 
@@ -149,12 +161,8 @@ impl Store {
         let txn = self.db.begin_write().or_fail(op)?;
         let mut summary = CycleSummary::default();
         {
-            let mut history = HistoryWriter::new(
-                &txn,
-                &self.path,
-                self.field_count(),
-                self.options.seal_after_samples,
-            )?;
+            let mut history =
+                HistoryWriter::new(&txn, &self.path, self.field_count(), self.block_limits())?;
             for row in rows {
                 match history.append(row.vm_id, timestamp_ms, row.values)? {
                     Appended::Stored => summary.stored += 1,
@@ -253,7 +261,7 @@ impl Store {
     /// transaction, and returns whether expired blocks remain.
     ///
     /// A block is removed once its newest sample is older than `now_ms - retention`, so up to
-    /// one block span of older samples (an hour at the default settings) stays readable. Call
+    /// one block span of older samples (at most `max_block_samples`) stays readable. Call
     /// it again while it returns `true`. Each call takes the write lock only for its own bounded
     /// transaction, so a cycle write waits for at most one such step.
     pub fn sweep(&self, now_ms: u64, max_blocks: usize) -> Result<bool, StoreError> {
@@ -263,12 +271,8 @@ impl Store {
 
         let txn = self.db.begin_write().or_fail(op)?;
         let more = {
-            let mut history = HistoryWriter::new(
-                &txn,
-                &self.path,
-                self.field_count(),
-                self.options.seal_after_samples,
-            )?;
+            let mut history =
+                HistoryWriter::new(&txn, &self.path, self.field_count(), self.block_limits())?;
             history.expire(cutoff_ms, max_blocks)?
         };
         txn.commit().or_fail(op)?;
@@ -280,12 +284,8 @@ impl Store {
         let op = Operation::new(&self.path, "VM deletion");
         let txn = self.db.begin_write().or_fail(op)?;
         {
-            let mut history = HistoryWriter::new(
-                &txn,
-                &self.path,
-                self.field_count(),
-                self.options.seal_after_samples,
-            )?;
+            let mut history =
+                HistoryWriter::new(&txn, &self.path, self.field_count(), self.block_limits())?;
             history.delete_vm(vm_id)?;
             txn.open_table(LATEST)
                 .or_fail(op)?
@@ -337,6 +337,13 @@ impl Store {
         let table = txn.open_table(INVENTORY).or_fail(op)?;
         let inventory = table.get(()).or_fail(op)?;
         Ok(inventory.map(|guard| guard.value().to_vec()))
+    }
+
+    fn block_limits(&self) -> BlockLimits {
+        BlockLimits {
+            max_samples: self.options.max_block_samples,
+            max_bytes: self.options.block_bytes,
+        }
     }
 
     fn field_count(&self) -> u16 {

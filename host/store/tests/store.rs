@@ -11,7 +11,7 @@ const CYCLE_MS: u64 = 30_000;
 
 fn options() -> StoreOptions {
     StoreOptions {
-        seal_after_samples: 5,
+        max_block_samples: 5,
         ..StoreOptions::default()
     }
 }
@@ -95,6 +95,40 @@ fn history_spanning_sealed_blocks_round_trips() {
         let points = store.range(&vm_name(vm), 0, u64::MAX, None).unwrap();
         assert_eq!(bits(&points), bits(&expected_history(0..23, vm)), "vm {vm}");
     }
+}
+
+#[test]
+fn blocks_sealed_by_size_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path().join("store.redb"),
+        &SCHEMA,
+        StoreOptions {
+            block_bytes: 1024,
+            max_block_samples: 10_000,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    write_cycles(&store, 0..300, 2);
+
+    for vm in 0..2 {
+        let points = store.range(&vm_name(vm), 0, u64::MAX, None).unwrap();
+        assert_eq!(
+            bits(&points),
+            bits(&expected_history(0..300, vm)),
+            "vm {vm}"
+        );
+    }
+    let middle = store
+        .range(
+            "vm-1",
+            START_MS + 100 * CYCLE_MS,
+            START_MS + 199 * CYCLE_MS,
+            None,
+        )
+        .unwrap();
+    assert_eq!(bits(&middle), bits(&expected_history(100..200, 1)));
 }
 
 #[test]
@@ -500,7 +534,7 @@ fn sweep_removes_only_expired_blocks() {
         dir.path().join("store.redb"),
         &SCHEMA,
         StoreOptions {
-            seal_after_samples: 5,
+            max_block_samples: 5,
             retention: Duration::from_millis(10 * CYCLE_MS),
             ..StoreOptions::default()
         },
@@ -533,7 +567,7 @@ fn sweep_removes_open_block_of_silent_vm() {
         dir.path().join("store.redb"),
         &SCHEMA,
         StoreOptions {
-            seal_after_samples: 100,
+            max_block_samples: 100,
             retention: Duration::from_millis(5 * CYCLE_MS),
             ..StoreOptions::default()
         },
@@ -557,7 +591,7 @@ fn file_size_stabilizes_under_retention() {
         &path,
         &SCHEMA,
         StoreOptions {
-            seal_after_samples: 4,
+            max_block_samples: 4,
             retention: Duration::from_millis(20 * CYCLE_MS),
             ..StoreOptions::default()
         },

@@ -5,10 +5,14 @@
 //!
 //! | prefix | code | suits |
 //! |---|---|---|
-//! | `0` | same bits as the previous value | constants such as limits and totals |
-//! | `10` | decimal delta: `n - n_prev` where `value = n / 10^e` | integers and 1 to 7 digit decimals |
-//! | `110` | new decimal: `e` and `n` in full | the first value, or more decimal digits |
-//! | `111` | XOR of the float bits, Gorilla style | binary fractions and full-precision floats |
+//! | `0` | decimal delta: `n - n_prev` where `value = n / 10^e` | integers and 1 to 7 digit decimals |
+//! | `10` | same bits as the previous value | constants such as limits and totals |
+//! | `110` | XOR of the float bits, Gorilla style | binary fractions and full-precision floats |
+//! | `111` | new decimal: `e` and `n` in full | the first value, or more decimal digits |
+//!
+//! The decimal delta is the most frequent code, so it has the one-bit prefix. Its zigzag value
+//! is Rice coded with a parameter that follows a moving mean of the field's recent deltas:
+//! a noisy metric then costs about two bits more than the logarithm of its typical change.
 //!
 //! vSphere performance counters are integers and the host derives percentages with a few
 //! decimals, so most values take the decimal delta. Plain Gorilla XOR spends about 52 bits on a
@@ -18,7 +22,7 @@
 //! The encoder and the decoder update [`FieldState`] with the same functions, so they stay in
 //! step without storing the state in the stream.
 
-use crate::bits::{BitReader, BitWriter, EndOfStream};
+use crate::bits::{BitReader, BitWriter, EndOfStream, low_mask};
 
 /// Largest decimal exponent the decimal codes use; it is stored in 3 bits.
 const MAX_DECIMAL_EXPONENT: u8 = 7;
@@ -33,6 +37,10 @@ const POWERS_OF_TEN: [f64; 8] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7];
 /// therefore compute the same `n` for the same value.
 const MAX_SCALED: f64 = (1u64 << 50) as f64;
 
+/// Rice quotient from which a delta is written in full. Deltas that large are outliers, and
+/// the escape bounds their cost to 26 bits plus the value.
+const RICE_ESCAPE: u32 = 20;
+
 /// Largest leading-zero count the XOR code stores; it is written in 5 bits.
 const MAX_XOR_LEADING: u32 = 31;
 
@@ -43,8 +51,9 @@ pub(crate) struct FieldState {
     pub(crate) previous: Option<u64>,
     /// The previous value as `scaled / 10^exponent`, when such a decimal exists.
     pub(crate) decimal: Option<Decimal>,
-    /// Bit width of the last written decimal delta; 0 before the first one.
-    pub(crate) delta_width: u8,
+    /// Four times the moving mean of the field's recent `zigzag(delta) - 1`; 0 before the
+    /// first delta. It sets the Rice parameter of the next delta.
+    pub(crate) delta_mean: u64,
     /// Leading and trailing zero counts of the last XOR window written in full.
     pub(crate) xor_window: Option<XorWindow>,
 }
@@ -82,21 +91,21 @@ impl FieldState {
     pub(crate) fn encode(&mut self, value: f64, out: &mut BitWriter) {
         let bits = value.to_bits();
         match self.cheapest_code(value) {
-            Code::Repeat => out.write_bit(false),
             Code::DecimalDelta { decimal, zigzag } => {
-                out.write_bits(0b10, 2);
+                out.write_bit(false);
                 self.write_delta(zigzag, out);
                 self.decimal = Some(decimal);
             }
-            Code::NewDecimal(decimal) => {
-                out.write_bits(0b110, 3);
-                write_new_decimal(decimal, out);
-                self.decimal = Some(decimal);
-            }
+            Code::Repeat => out.write_bits(0b10, 2),
             Code::Xor(xor) => {
-                out.write_bits(0b111, 3);
+                out.write_bits(0b110, 3);
                 self.write_xor(xor, out);
                 self.decimal = next_decimal(self.decimal, value);
+            }
+            Code::NewDecimal(decimal) => {
+                out.write_bits(0b111, 3);
+                write_new_decimal(decimal, out);
+                self.decimal = Some(decimal);
             }
         }
         self.previous = Some(bits);
@@ -105,8 +114,6 @@ impl FieldState {
     /// Reads one value written by [`FieldState::encode`] and advances the state the same way.
     pub(crate) fn decode(&mut self, input: &mut BitReader<'_>) -> Result<f64, CodecError> {
         let value = if !input.read_bit()? {
-            f64::from_bits(self.previous.ok_or(CodecError::RepeatWithoutPrevious)?)
-        } else if !input.read_bit()? {
             let previous = self.decimal.ok_or(CodecError::DeltaWithoutDecimal)?;
             let delta = unzigzag(self.read_delta(input)?);
             let scaled = previous
@@ -120,14 +127,16 @@ impl FieldState {
             self.decimal = Some(decimal);
             decimal_value(decimal)
         } else if !input.read_bit()? {
-            let decimal = read_new_decimal(input)?;
-            self.decimal = Some(decimal);
-            decimal_value(decimal)
-        } else {
+            f64::from_bits(self.previous.ok_or(CodecError::RepeatWithoutPrevious)?)
+        } else if !input.read_bit()? {
             let xor = self.read_xor(input)?;
             let value = f64::from_bits(self.previous.unwrap_or(0) ^ xor);
             self.decimal = next_decimal(self.decimal, value);
             value
+        } else {
+            let decimal = read_new_decimal(input)?;
+            self.decimal = Some(decimal);
+            decimal_value(decimal)
         };
         self.previous = Some(value.to_bits());
         Ok(value)
@@ -155,7 +164,7 @@ impl FieldState {
                 scaled,
             };
             consider(
-                2 + self.delta_cost(zigzag),
+                1 + self.delta_cost(zigzag),
                 Code::DecimalDelta { decimal, zigzag },
             );
         }
@@ -172,42 +181,80 @@ impl FieldState {
             .1
     }
 
-    /// Cost of a zigzag delta: `0` + the previous width, or `1` + 6-bit width + the bits.
+    /// Rice parameter for the next delta: the floor of log2 of the mean, 0 at first.
+    fn rice_parameter(&self) -> u32 {
+        significant_bits(self.delta_mean / 4).saturating_sub(1)
+    }
+
+    /// Cost of a delta's Rice code: `q` one bits, a zero, then `k` low bits, where
+    /// `q = (zigzag - 1) >> k`. A quotient of [`RICE_ESCAPE`] or more is written as that many
+    /// one bits, a 6-bit width and the value in full. The field's first delta, with no mean
+    /// to choose `k` from, is written as a 6-bit width and the value.
     fn delta_cost(&self, zigzag: u64) -> u32 {
-        let width = significant_bits(zigzag);
-        let fresh = 1 + 6 + width;
-        if self.delta_width > 0 && width <= u32::from(self.delta_width) {
-            fresh.min(1 + u32::from(self.delta_width))
+        let value = zigzag - 1;
+        if self.delta_mean == 0 {
+            return 6 + significant_bits(value);
+        }
+        let k = self.rice_parameter();
+        let quotient = value >> k;
+        if quotient < u64::from(RICE_ESCAPE) {
+            quotient as u32 + 1 + k
         } else {
-            fresh
+            RICE_ESCAPE + 6 + significant_bits(value)
         }
     }
 
+    /// Writes a non-zero zigzag delta. A delta is never zero because that value would be a
+    /// repeat, so `zigzag - 1` is coded.
     fn write_delta(&mut self, zigzag: u64, out: &mut BitWriter) {
-        let width = significant_bits(zigzag);
-        let reuse = 1 + u32::from(self.delta_width);
-        if self.delta_width > 0 && width <= u32::from(self.delta_width) && reuse <= 7 + width {
-            out.write_bit(false);
-            out.write_bits(zigzag, u32::from(self.delta_width));
+        let value = zigzag - 1;
+        let k = self.rice_parameter();
+        let quotient = value >> k;
+        if self.delta_mean == 0 {
+            let width = significant_bits(value);
+            out.write_bits(u64::from(width), 6);
+            out.write_bits(value, width);
+        } else if quotient < u64::from(RICE_ESCAPE) {
+            out.write_bits(low_mask(quotient as u32 + 1) - 1, quotient as u32 + 1);
+            out.write_bits(value, k);
         } else {
-            // A delta is never zero (that value would be a repeat), so width is 1 to 64.
-            out.write_bit(true);
-            out.write_bits(u64::from(width - 1), 6);
-            out.write_bits(zigzag, width);
-            self.delta_width = width as u8;
+            let width = significant_bits(value);
+            out.write_bits(low_mask(RICE_ESCAPE), RICE_ESCAPE);
+            out.write_bits(u64::from(width), 6);
+            out.write_bits(value, width);
         }
+        self.update_delta_mean(value);
     }
 
     fn read_delta(&mut self, input: &mut BitReader<'_>) -> Result<u64, CodecError> {
-        if !input.read_bit()? {
-            if self.delta_width == 0 {
-                return Err(CodecError::DeltaWithoutWidth);
-            }
-            return Ok(input.read_bits(u32::from(self.delta_width))?);
+        if self.delta_mean == 0 {
+            let width = input.read_bits(6)? as u32;
+            let value = input.read_bits(width)?;
+            self.update_delta_mean(value);
+            return value.checked_add(1).ok_or(CodecError::DecimalOutOfRange);
         }
-        let width = input.read_bits(6)? as u32 + 1;
-        self.delta_width = width as u8;
-        Ok(input.read_bits(width)?)
+        let k = self.rice_parameter();
+        let mut quotient = 0u32;
+        while quotient < RICE_ESCAPE && input.read_bit()? {
+            quotient += 1;
+        }
+        let value = if quotient < RICE_ESCAPE {
+            (u64::from(quotient) << k) | input.read_bits(k)?
+        } else {
+            let width = input.read_bits(6)? as u32;
+            input.read_bits(width)?
+        };
+        self.update_delta_mean(value);
+        value.checked_add(1).ok_or(CodecError::DecimalOutOfRange)
+    }
+
+    /// Moves the mean a quarter of the way towards `value`; the first delta sets it.
+    fn update_delta_mean(&mut self, value: u64) {
+        self.delta_mean = if self.delta_mean == 0 {
+            value.saturating_mul(4).max(1)
+        } else {
+            (self.delta_mean - self.delta_mean / 4).saturating_add(value)
+        };
     }
 
     /// Cost of a non-zero XOR: `0` + bits in the previous window, or `1` + 5-bit leading count
@@ -269,8 +316,6 @@ pub(crate) enum CodecError {
     RepeatWithoutPrevious,
     #[error("decimal delta without a previous decimal")]
     DeltaWithoutDecimal,
-    #[error("decimal delta reuses a width before any was set")]
-    DeltaWithoutWidth,
     #[error("decimal out of range")]
     DecimalOutOfRange,
     #[error("XOR code reuses a window before any was set")]
@@ -444,8 +489,8 @@ mod tests {
         let (decoded, bits) = round_trip(&values);
         assert_bitwise_equal(&decoded, &values);
         // 3-bit prefix, 3-bit exponent, 6-bit width and 14 bits for zigzag(4096) = 8192, then
-        // one bit per repeat.
-        assert_eq!(bits, 26 + 99);
+        // two bits per repeat.
+        assert_eq!(bits, 26 + 99 * 2);
     }
 
     #[test]

@@ -182,6 +182,11 @@ impl BlockEncoder {
         }
     }
 
+    /// Returns the length of [`BlockEncoder::block_bytes`] without building it.
+    pub(crate) fn block_len(&self) -> usize {
+        HEADER_LEN + self.stream.bytes().len()
+    }
+
     /// Returns the block as stored once sealed: header and stream.
     pub(crate) fn block_bytes(&self) -> Vec<u8> {
         let stream = self.stream.bytes();
@@ -202,8 +207,8 @@ impl BlockEncoder {
     /// State layout: previous timestamp delta (u64 LE), the presence bitmap of the last sample
     /// (one bit per field, LSB first), then per field a flags byte (1 = previous value,
     /// 2 = decimal, 4 = XOR window) followed by the previous value's bits (u64 LE), the decimal
-    /// exponent, the delta width and the XOR window's leading and trailing counts, each only
-    /// when present (the delta width always).
+    /// exponent, the delta mean (u64 LE) and the XOR window's leading and trailing counts, each
+    /// only when present (the delta mean always).
     pub(crate) fn open_bytes(&self) -> Vec<u8> {
         let mut bytes = self.block_bytes();
         bytes.extend_from_slice(&self.previous_delta.to_le_bytes());
@@ -348,7 +353,7 @@ fn write_field_state(state: &FieldState, bytes: &mut Vec<u8>) {
     if let Some(decimal) = state.decimal {
         bytes.push(decimal.exponent);
     }
-    bytes.push(state.delta_width);
+    bytes.extend_from_slice(&state.delta_mean.to_le_bytes());
     if let Some(window) = state.xor_window {
         bytes.extend_from_slice(&[window.leading, window.trailing]);
     }
@@ -372,7 +377,7 @@ fn read_field_state(state: &mut StateReader<'_>) -> Result<FieldState, CodecErro
         }),
         (Some(_), None) => return Err(CodecError::InvalidHeader("decimal state without a value")),
     };
-    let [delta_width] = state.take()?;
+    let delta_mean = u64::from_le_bytes(state.take()?);
     let xor_window = (flags & 4 != 0)
         .then(|| state.take::<2>())
         .transpose()?
@@ -380,7 +385,7 @@ fn read_field_state(state: &mut StateReader<'_>) -> Result<FieldState, CodecErro
     Ok(FieldState {
         previous,
         decimal,
-        delta_width,
+        delta_mean,
         xor_window,
     })
 }
