@@ -360,6 +360,32 @@ fn inventory_is_absent_until_put() {
 }
 
 #[test]
+fn invalid_options_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let cases = [
+        StoreOptions {
+            max_block_samples: 0,
+            ..StoreOptions::default()
+        },
+        StoreOptions {
+            block_bytes: 100,
+            ..StoreOptions::default()
+        },
+    ];
+    for options in cases {
+        let error = Store::open(&path, &SCHEMA, options)
+            .err()
+            .expect("rejected");
+        assert!(
+            matches!(error, StoreError::InvalidOptions { .. }),
+            "{error}"
+        );
+    }
+    assert!(!path.exists());
+}
+
+#[test]
 fn text_file_is_rejected_and_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
