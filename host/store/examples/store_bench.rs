@@ -7,12 +7,15 @@
 //!
 //! Values follow the vSphere and guest metrics of `wit/types.wit`: integer random walks
 //! (MHz, MB, IOPS), two-decimal percentages, noisy integer rates (bits and bytes per second,
-//! 10 % noise per sample), full-precision floats (MB/s, guest latencies), counters, and
-//! near-constant settings. Load differs between VMs: each VM's rate and IOPS levels are
-//! scaled by a log-uniform factor between 0.01 and 3, its memory and CPU sizes by 0.25 to 4.
-//! Each VM reports about 40 of the 52 fields, and 1 % of values are missing at random.
+//! 10 % noise per sample), counters, and near-constant settings. Load differs between VMs:
+//! each VM's rate levels are scaled by a log-uniform factor, its memory and CPU sizes by 0.25
+//! to 4. Each VM reports about 40 of the 52 fields, and 1 % of values are missing at random.
 //! Timestamps are 30 s apart with up to 300 ms of jitter. Every cycle also stores a latest
 //! JSON record of about 1 KB per VM, as the host does.
+//!
+//! `--model busy` makes every field move every cycle, with three full-precision float fields.
+//! `--model fleet`, the default, keeps swap and balloon at 0 on most VMs and lets disk space
+//! drift slowly, as on a real estate. See [`Model`].
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,15 +92,65 @@ enum Kind {
     Percent { centre: f64, step: f64 },
     /// A noisy integer rate around a level, such as bytes or bits per second.
     Rate { level: f64 },
-    /// A derived float without a short decimal form, such as MB/s from bytes.
+    /// A derived float without a short decimal form, such as a latency averaged in the guest.
     FullPrecision { level: f64 },
+    /// A noisy integer rate divided by 1024, such as MB/s from KB/s: a binary fraction.
+    BinaryFraction { level: f64 },
+    /// A value that stays 0 on most VMs (ballooning, swapping) and drifts slowly on the rest.
+    MostlyZero,
+    /// An integer that changes in about one cycle of ten, such as used disk space.
+    Drift { centre: f64, step: f64 },
     /// A counter that grows by a fixed step, such as uptime in seconds.
     Counter { step: f64 },
     /// A counter that rarely grows, such as errors or drops.
     SparseCounter,
 }
 
-fn kind_of(field: &str) -> Kind {
+/// Value model of the run, chosen with `--model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    /// Every field moves every cycle: all memory and disk sizes are noisy walks, and three
+    /// disk fields are full-precision floats. A pessimistic bound.
+    Busy,
+    /// Closer to a real estate: swap, balloon and compression stay 0 on most VMs, disk space
+    /// drifts slowly, latencies are small integers (vCenter reports whole ms), and
+    /// throughput is KB/s divided by 1024. Rates span idle to busy VMs.
+    Fleet,
+}
+
+fn kind_of(field: &str, model: Model) -> Kind {
+    if model == Model::Fleet
+        && let Some(kind) = fleet_kind_of(field)
+    {
+        return kind;
+    }
+    busy_kind_of(field)
+}
+
+/// Returns the model of the fields that [`Model::Fleet`] treats differently.
+fn fleet_kind_of(field: &str) -> Option<Kind> {
+    let drift = |centre, step| Some(Kind::Drift { centre, step });
+    match field {
+        "memory.ballooned_mb"
+        | "memory.compressed_mb"
+        | "memory.swapped_mb"
+        | "memory.swap_used_mb" => Some(Kind::MostlyZero),
+        "disk.used_mb" | "disk.free_mb" => drift(40_000.0, 50.0),
+        "disk.inodes_used" => drift(200_000.0, 100.0),
+        "disk.usage_percent" => Some(Kind::Percent {
+            centre: 40.0,
+            step: 0.01,
+        }),
+        "disk.read_latency" | "disk.write_latency" => Some(Kind::IntegerWalk {
+            centre: 2.0,
+            step: 1.0,
+        }),
+        "disk.throughput_mbps" => Some(Kind::BinaryFraction { level: 20_000.0 }),
+        _ => None,
+    }
+}
+
+fn busy_kind_of(field: &str) -> Kind {
     let walk = |centre, step| Kind::IntegerWalk { centre, step };
     let percent = |centre, step| Kind::Percent { centre, step };
     match field {
@@ -153,6 +206,7 @@ impl Rng {
 /// One simulated VM: which fields it reports, each field's load scale and current level.
 struct SimulatedVm {
     id: String,
+    model: Model,
     present: Vec<bool>,
     scales: Vec<f64>,
     levels: Vec<f64>,
@@ -160,16 +214,23 @@ struct SimulatedVm {
 
 /// Draws a VM's load factor for a field. Busy and idle VMs differ by orders of magnitude in
 /// rates and IOPS, and by VM size in MHz and MB.
-fn load_scale(kind: Kind, rng: &mut Rng) -> f64 {
-    match kind {
-        Kind::Rate { .. } | Kind::FullPrecision { .. } => 10f64.powf(rng.unit() * 2.5 - 2.0),
-        Kind::IntegerWalk { .. } => 0.25 * 16f64.powf(rng.unit()),
+fn load_scale(kind: Kind, model: Model, rng: &mut Rng) -> f64 {
+    match (kind, model) {
+        (Kind::Rate { .. } | Kind::BinaryFraction { .. }, Model::Fleet) => {
+            10f64.powf(rng.unit() * 3.5 - 3.0)
+        }
+        (Kind::Rate { .. } | Kind::FullPrecision { .. } | Kind::BinaryFraction { .. }, _) => {
+            10f64.powf(rng.unit() * 2.5 - 2.0)
+        }
+        (Kind::IntegerWalk { .. } | Kind::Drift { .. }, _) => 0.25 * 16f64.powf(rng.unit()),
+        // A scale of 0 keeps the value at 0 for the whole run.
+        (Kind::MostlyZero, _) => f64::from(u8::from(rng.unit() < 0.1)),
         _ => 1.0,
     }
 }
 
 impl SimulatedVm {
-    fn new(index: usize, rng: &mut Rng) -> Self {
+    fn new(index: usize, model: Model, rng: &mut Rng) -> Self {
         let windows = index.is_multiple_of(3);
         let present = SCHEMA
             .iter()
@@ -183,15 +244,16 @@ impl SimulatedVm {
             .collect();
         let scales: Vec<f64> = SCHEMA
             .iter()
-            .map(|field| load_scale(kind_of(field), rng))
+            .map(|field| load_scale(kind_of(field, model), model, rng))
             .collect();
         let levels = SCHEMA
             .iter()
             .zip(&scales)
-            .map(|(field, scale)| initial_level(kind_of(field), *scale, rng))
+            .map(|(field, scale)| initial_level(kind_of(field, model), *scale, rng))
             .collect();
         Self {
             id: format!("vm-{}", 1000 + index),
+            model,
             present,
             scales,
             levels,
@@ -203,7 +265,8 @@ impl SimulatedVm {
         let mut values = Vec::with_capacity(SCHEMA.len());
         for (index, field) in SCHEMA.iter().enumerate() {
             let scale = self.scales[index];
-            let value = advance(kind_of(field), scale, &mut self.levels[index], rng);
+            let kind = kind_of(field, self.model);
+            let value = advance(kind, scale, &mut self.levels[index], rng);
             let reported = self.present[index] && rng.unit() >= 0.01;
             values.push(reported.then_some(value));
         }
@@ -217,7 +280,11 @@ fn initial_level(kind: Kind, scale: f64, rng: &mut Rng) -> f64 {
         Kind::Setting => (1024.0 * (1.0 + (rng.unit() * 16.0).floor())).round(),
         Kind::IntegerWalk { centre, .. } => (centre * scale * spread).round(),
         Kind::Percent { centre, .. } => centre * spread,
-        Kind::Rate { level } | Kind::FullPrecision { level } => level * scale * spread,
+        Kind::Rate { level } | Kind::FullPrecision { level } | Kind::BinaryFraction { level } => {
+            level * scale * spread
+        }
+        Kind::MostlyZero => 0.0,
+        Kind::Drift { centre, .. } => (centre * scale * spread).round(),
         Kind::Counter { .. } => (rng.unit() * 3.0e6).round(),
         Kind::SparseCounter => (rng.unit() * 50.0).round(),
     }
@@ -254,6 +321,26 @@ fn advance(kind: Kind, scale: f64, level: &mut f64, rng: &mut Rng) -> f64 {
             *level += (base - *level) * 0.05 + rng.normal() * base * 0.05;
             level.max(0.0) * (1.0 + 0.1 * rng.unit())
         }
+        Kind::BinaryFraction { level: base } => {
+            let base = base * scale;
+            *level += (base - *level) * 0.05 + rng.normal() * base * 0.05;
+            (level.max(0.0) * (1.0 + 0.1 * rng.normal()))
+                .max(0.0)
+                .round()
+                / 1024.0
+        }
+        Kind::MostlyZero => {
+            if scale > 0.0 && rng.unit() < 0.1 {
+                *level = (*level + (rng.normal() * 20.0).round()).max(0.0);
+            }
+            *level
+        }
+        Kind::Drift { step, .. } => {
+            if rng.unit() < 0.1 {
+                *level = (*level + (rng.normal() * step * scale).round()).max(0.0);
+            }
+            *level
+        }
         Kind::Counter { step } => {
             *level += step;
             *level
@@ -285,6 +372,7 @@ struct Arguments {
     retention_days: f64,
     directory: Option<PathBuf>,
     seed: u64,
+    model: Model,
 }
 
 fn parse_arguments() -> Arguments {
@@ -294,6 +382,7 @@ fn parse_arguments() -> Arguments {
         retention_days: 7.0,
         directory: None,
         seed: 42,
+        model: Model::Fleet,
     };
     let mut raw = std::env::args().skip(1);
     while let Some(flag) = raw.next() {
@@ -307,6 +396,13 @@ fn parse_arguments() -> Arguments {
             "--retention-days" => arguments.retention_days = parse(&value(), &flag),
             "--dir" => arguments.directory = Some(PathBuf::from(value())),
             "--seed" => arguments.seed = parse(&value(), &flag),
+            "--model" => {
+                arguments.model = match value().as_str() {
+                    "fleet" => Model::Fleet,
+                    "busy" => Model::Busy,
+                    other => usage(&format!("unknown model {other:?}")),
+                }
+            }
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -326,7 +422,8 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: store_bench [--days D (simulated days, default 8)] [--vms N (default 1500)]\n\
          \x20                  [--retention-days D (default 7)] [--dir DIRECTORY (default: a new\n\
-         \x20                  temporary directory, removed at the end)] [--seed S (default 42)]"
+         \x20                  temporary directory, removed at the end)] [--seed S (default 42)]\n\
+         \x20                  [--model fleet|busy (value model, default fleet)]"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
@@ -365,15 +462,16 @@ fn main() {
 
     let mut rng = Rng(arguments.seed.max(1));
     let mut vms: Vec<SimulatedVm> = (0..arguments.vms)
-        .map(|index| SimulatedVm::new(index, &mut rng))
+        .map(|index| SimulatedVm::new(index, arguments.model, &mut rng))
         .collect();
     let cycles = (arguments.days * DAY_MS as f64 / CYCLE_MS as f64) as u64;
     let cycles_per_day = DAY_MS / CYCLE_MS;
     println!(
-        "simulating {cycles} cycles of {} VMs ({} days, retention {} days) in {}",
+        "simulating {cycles} cycles of {} VMs ({} days, retention {} days, {:?} model) in {}",
         arguments.vms,
         arguments.days,
         arguments.retention_days,
+        arguments.model,
         path.display()
     );
 
@@ -426,17 +524,16 @@ fn main() {
         }
 
         if (cycle + 1) % cycles_per_day == 0 {
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             println!(
-                "day {:>2}: file {:.1} MiB, {:.0} s elapsed",
+                "day {:>2}: {}, {:.0} s elapsed",
                 (cycle + 1) / cycles_per_day,
-                size as f64 / (1 << 20) as f64,
+                describe_size(&path),
                 run_started.elapsed().as_secs_f64()
             );
         }
     }
 
-    report(
+    let samples_retained = report(
         &store,
         &arguments,
         now_ms,
@@ -447,12 +544,38 @@ fn main() {
     );
     drop(store);
     let started = Instant::now();
-    let reopened = Store::open(&path, &SCHEMA, options).expect("store reopens");
+    let mut reopened = Store::open(&path, &SCHEMA, options).expect("store reopens");
     println!(
         "reopen with integrity check: {}",
         milliseconds(started.elapsed())
     );
-    drop(reopened);
+
+    let started = Instant::now();
+    while reopened.compact().expect("compaction") {}
+    println!(
+        "compaction: {:.1} s, then {}, {:.1} bytes per VM-sample",
+        started.elapsed().as_secs_f64(),
+        describe_size(&path),
+        file_size(&path).0 as f64 / samples_retained as f64
+    );
+}
+
+/// Returns the file's length and the disk space its written blocks take. redb extends the
+/// file by doubling, and the extension takes no disk space until pages there are written.
+fn file_size(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).expect("file metadata");
+    (metadata.len(), metadata.blocks() * 512)
+}
+
+fn describe_size(path: &std::path::Path) -> String {
+    let (length, disk_usage) = file_size(path);
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    format!(
+        "file length {length} bytes ({:.1} MiB), disk usage {:.1} MiB",
+        mib(length),
+        mib(disk_usage)
+    )
 }
 
 fn report(
@@ -463,8 +586,8 @@ fn report(
     sweep_times: &mut [Duration],
     samples_written: u64,
     present_values: u64,
-) {
-    let size = std::fs::metadata(store.path()).expect("file size").len();
+) -> u64 {
+    let (length, disk_usage) = file_size(store.path());
 
     // Count what the file really contains: retention removes whole blocks, so up to one block
     // per VM older than the retention is still there.
@@ -493,18 +616,17 @@ fn report(
     sweep_times.sort();
     read_times.sort();
 
-    println!(
-        "file size: {size} bytes ({:.1} MiB)",
-        size as f64 / (1 << 20) as f64
-    );
+    println!("{}", describe_size(store.path()));
     println!(
         "samples written: {samples_written}, in the file: {samples_retained} \
          (read back in {:.1} s)",
         full_read.as_secs_f64()
     );
     println!(
-        "bytes per VM-sample in the file: {:.1} (values present per sample: {:.1})",
-        size as f64 / samples_retained as f64,
+        "bytes per VM-sample: {:.1} of file length, {:.1} of disk usage \
+         (values present per sample: {:.1})",
+        length as f64 / samples_retained as f64,
+        disk_usage as f64 / samples_retained as f64,
         present_values as f64 / samples_written as f64
     );
     println!(
@@ -526,4 +648,5 @@ fn report(
         milliseconds(quantile(&read_times, 0.5)),
         milliseconds(quantile(&read_times, 0.99))
     );
+    samples_retained
 }

@@ -279,6 +279,19 @@ impl Store {
         Ok(more)
     }
 
+    /// Moves data towards the start of the file and truncates the free space this leaves at
+    /// its end, returning whether the file changed.
+    ///
+    /// redb 5.0 grows a file smaller than 4 GiB by doubling it. After its history has grown, a
+    /// store's file can therefore be up to twice the size of its data. Freed pages are reused,
+    /// and only pages ever written take disk blocks. Compaction takes exclusive access and reads and
+    /// rewrites much of the file, so call it at start-up, before the store is shared.
+    pub fn compact(&mut self) -> Result<bool, StoreError> {
+        self.db
+            .compact(redb::CompactionMode::Balanced)
+            .or_fail(Operation::new(&self.path, "compaction"))
+    }
+
     /// Deletes a VM's history and latest record, in one durable transaction.
     pub fn delete_vm(&self, vm_id: &str) -> Result<(), StoreError> {
         let op = Operation::new(&self.path, "VM deletion");

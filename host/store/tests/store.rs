@@ -642,6 +642,33 @@ fn file_size_stabilizes_under_retention() {
 }
 
 #[test]
+fn compact_shrinks_file_after_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let mut store = Store::open(
+        &path,
+        &SCHEMA,
+        StoreOptions {
+            retention: Duration::from_millis(5 * CYCLE_MS),
+            ..options()
+        },
+    )
+    .unwrap();
+    write_cycles(&store, 0..60, 200);
+    while store.sweep(START_MS + 59 * CYCLE_MS, 1000).unwrap() {}
+    let before = std::fs::metadata(&path).unwrap().len();
+
+    while store.compact().unwrap() {}
+
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(after < before, "file did not shrink: {before} -> {after}");
+    let points = store
+        .range("vm-7", START_MS + 50 * CYCLE_MS, u64::MAX, None)
+        .unwrap();
+    assert_eq!(bits(&points), bits(&expected_history(50..60, 7)));
+}
+
+#[test]
 fn delete_vm_removes_history_and_latest() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("store.redb"));
