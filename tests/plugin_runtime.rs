@@ -15,6 +15,7 @@ fn vm(name: &str) -> Vm {
     Vm {
         id: format!("id-{name}"),
         name: name.to_owned(),
+        source_ref: None,
         host_id: None,
         cluster_id: None,
         datacenter_id: None,
@@ -601,72 +602,5 @@ async fn concurrent_calls_share_one_plugin() {
 }
 
 fn empty_sample(vm_id: &str) -> VmSample {
-    use vmpulse::plugin::bindings::types::*;
-    VmSample {
-        vm_id: vm_id.to_owned(),
-        timestamp_ms: 0,
-        layers: Vec::new(),
-        cpu: CpuMetrics {
-            usage_mhz: None,
-            ready: None,
-            wait: None,
-            limit: None,
-            reservation: None,
-            usage_percent: None,
-            load1min: None,
-            load5min: None,
-            load15min: None,
-            context_switches: None,
-        },
-        memory: MemoryMetrics {
-            usage_mb: None,
-            granted_mb: None,
-            active_mb: None,
-            ballooned_mb: None,
-            compressed_mb: None,
-            swapped_mb: None,
-            total_mb: None,
-            used_mb: None,
-            free_mb: None,
-            buffers_mb: None,
-            cached_mb: None,
-            swap_used_mb: None,
-            usage_percent: None,
-            available_mb: None,
-            committed_mb: None,
-        },
-        disk: DiskMetrics {
-            read_latency: None,
-            write_latency: None,
-            read_iops: None,
-            write_iops: None,
-            throughput_mbps: None,
-            usage_percent: None,
-            used_mb: None,
-            free_mb: None,
-            read_bytes: None,
-            write_bytes: None,
-            inodes_total: None,
-            inodes_used: None,
-        },
-        network: NetworkMetrics {
-            in_bps: None,
-            out_bps: None,
-            in_pps: None,
-            out_pps: None,
-            dropped_packets: None,
-            in_bytes: None,
-            out_bytes: None,
-            in_packets: None,
-            out_packets: None,
-            errors: None,
-            dropped: None,
-        },
-        system: SystemMetrics {
-            uptime: None,
-            process_total: None,
-            process_running: None,
-            process_sleeping: None,
-        },
-    }
+    VmSample::empty(vm_id, 0)
 }

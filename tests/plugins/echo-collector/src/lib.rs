@@ -34,6 +34,7 @@ impl Collector for EchoCollector {
         inventory.vms.push(Vm {
             id: "echo-vm-1".to_owned(),
             name: "echo vm".to_owned(),
+            source_ref: None,
             host_id: None,
             cluster_id: None,
             datacenter_id: None,
