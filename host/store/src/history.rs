@@ -371,8 +371,19 @@ impl<'a, 'txn> HistoryWriter<'a, 'txn> {
                 .remove((vm_id, *first_ms))
                 .or_fail(self.op)?
                 .is_some();
-            // Invariant 4: a key without a sealed block names the open block.
+            // Invariant 4: a key without a sealed block names the open block. The check guards
+            // against deleting a newer open block if the index were ever out of step.
             if !removed_sealed {
+                let open_first = self.load_open(vm_id)?.map(|encoder| encoder.first_ms());
+                if open_first != Some(*first_ms) {
+                    return Err(StoreError::Corrupted {
+                        path: self.path.to_path_buf(),
+                        detail: format!(
+                            "expiry index names block {first_ms} of VM {vm_id}, which does not \
+                             exist"
+                        ),
+                    });
+                }
                 self.open.remove(vm_id).or_fail(self.op)?;
             }
             self.expiry

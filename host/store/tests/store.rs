@@ -734,3 +734,9 @@ fn alerts_move_between_active_and_resolved() {
     assert!(!store.delete_alert("c").unwrap());
     assert_eq!(ids(store.active_alerts().unwrap()), vec!["e"]);
 }
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+}
