@@ -99,7 +99,10 @@ mod tests {
         for (json, key) in [
             (r#"{"url": "vc/sdk", "username": "u"}"#, "url"),
             (r#"{"url": "https://vc/sdk", "username": ""}"#, "username"),
-            (r#"{"url": "https://vc/sdk", "username": "u", "page_size": 0}"#, "page_size"),
+            (
+                r#"{"url": "https://vc/sdk", "username": "u", "page_size": 0}"#,
+                "page_size",
+            ),
             (
                 r#"{"url": "https://vc/sdk", "username": "u", "max_query_metrics": 0}"#,
                 "max_query_metrics",

@@ -86,10 +86,22 @@ pub const COUNTERS: &[CounterSpec] = &[
     aggregate(Counter::MemBalloon, "mem.vmmemctl.average"), // KB
     aggregate(Counter::MemCompressed, "mem.compressed.average"), // KB
     aggregate(Counter::MemSwapped, "mem.swapped.average"), // KB
-    per_disk(Counter::DiskReadLatency, "virtualDisk.totalReadLatency.average"), // ms
-    per_disk(Counter::DiskWriteLatency, "virtualDisk.totalWriteLatency.average"), // ms
-    per_disk(Counter::DiskReadIops, "virtualDisk.numberReadAveraged.average"), // per second
-    per_disk(Counter::DiskWriteIops, "virtualDisk.numberWriteAveraged.average"), // per second
+    per_disk(
+        Counter::DiskReadLatency,
+        "virtualDisk.totalReadLatency.average",
+    ), // ms
+    per_disk(
+        Counter::DiskWriteLatency,
+        "virtualDisk.totalWriteLatency.average",
+    ), // ms
+    per_disk(
+        Counter::DiskReadIops,
+        "virtualDisk.numberReadAveraged.average",
+    ), // per second
+    per_disk(
+        Counter::DiskWriteIops,
+        "virtualDisk.numberWriteAveraged.average",
+    ), // per second
     aggregate(Counter::DiskUsage, "disk.usage.average"), // KBps
     aggregate(Counter::NetReceived, "net.received.average"), // KBps
     aggregate(Counter::NetTransmitted, "net.transmitted.average"), // KBps
@@ -97,7 +109,7 @@ pub const COUNTERS: &[CounterSpec] = &[
     aggregate(Counter::NetPacketsTx, "net.packetsTx.summation"), // packets in the interval
     aggregate(Counter::NetDroppedRx, "net.droppedRx.summation"), // packets in the interval
     aggregate(Counter::NetDroppedTx, "net.droppedTx.summation"), // packets in the interval
-    aggregate(Counter::SysUptime, "sys.uptime.latest"),          // seconds
+    aggregate(Counter::SysUptime, "sys.uptime.latest"), // seconds
 ];
 
 /// The counter keys of one vCenter and its query size limit.

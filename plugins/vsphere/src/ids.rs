@@ -96,7 +96,11 @@ mod tests {
         assert_eq!(decode_entity_name("web%2f01 & ü"), "web/01 & ü");
         assert_eq!(decode_entity_name("back%5Cslash"), "back\\slash");
         assert_eq!(decode_entity_name("50%25-load"), "50%-load");
-        assert_eq!(decode_entity_name("%252f"), "%2f", "decoded once, not twice");
+        assert_eq!(
+            decode_entity_name("%252f"),
+            "%2f",
+            "decoded once, not twice"
+        );
         assert_eq!(decode_entity_name("100%"), "100%");
         assert_eq!(decode_entity_name("%zz%2"), "%zz%2");
         assert_eq!(decode_entity_name("数据库-03 🚀%2F"), "数据库-03 🚀/");

@@ -193,7 +193,10 @@ fn read_objects(session: &mut Session, page_size: u32) -> Result<Objects, VimErr
     let destroyed = session.call(&RequestBody::new("DestroyView", &view));
     result?;
     if let Err(err) = destroyed {
-        log::warn(&format!("destroying container view {} failed: {err}", view.value));
+        log::warn(&format!(
+            "destroying container view {} failed: {err}",
+            view.value
+        ));
     }
     Ok(objects)
 }

@@ -145,7 +145,11 @@ fn write_query_spec(xml: &mut XmlWriter, spec: &QuerySpec, start: &str, end: &st
 
 /// Reads one PerfEntityMetric. Returns `None` for an entity without samples.
 fn read_entity_metric(metric: &Element) -> Result<Option<EntitySample>, String> {
-    if metric.xsi_type.as_deref().is_some_and(|t| t != "PerfEntityMetric") {
+    if metric
+        .xsi_type
+        .as_deref()
+        .is_some_and(|t| t != "PerfEntityMetric")
+    {
         return Err(format!(
             "expected a PerfEntityMetric, got {}",
             metric.xsi_type.as_deref().unwrap_or_default()
@@ -172,7 +176,10 @@ fn read_entity_metric(metric: &Element) -> Result<Option<EntitySample>, String> 
         let Some(id) = series.child("id") else {
             continue;
         };
-        let Some(key) = id.child_text("counterId").and_then(|k| k.trim().parse().ok()) else {
+        let Some(key) = id
+            .child_text("counterId")
+            .and_then(|k| k.trim().parse().ok())
+        else {
             continue;
         };
         let instance = id.child_text("instance").unwrap_or_default();

@@ -155,7 +155,11 @@ fn read_page(
     each: &mut impl FnMut(ObjectContent),
 ) -> Result<Option<String>, VimError> {
     let method = format!("{} page", response.name);
-    let Some(result) = response.children.into_iter().find(|c| c.name == "returnval") else {
+    let Some(result) = response
+        .children
+        .into_iter()
+        .find(|c| c.name == "returnval")
+    else {
         // vCenter returns no returnval when nothing matched.
         return Ok(None);
     };
@@ -243,10 +247,16 @@ mod tests {
         let vm = &objects[0];
         assert_eq!(vm.obj, MoRef::new("VirtualMachine", "vm-1"));
         assert_eq!(vm.text("name"), Some("web%2f01"));
-        assert_eq!(vm.moref("runtime.host"), Some(MoRef::new("HostSystem", "host-9")));
+        assert_eq!(
+            vm.moref("runtime.host"),
+            Some(MoRef::new("HostSystem", "host-9"))
+        );
         assert_eq!(vm.integer("config.hardware.numCPU"), Some(4));
         assert_eq!(vm.text("config.instanceUuid"), None);
-        assert_eq!(vm.missing_fault("config.instanceUuid"), Some("NoPermission"));
+        assert_eq!(
+            vm.missing_fault("config.instanceUuid"),
+            Some("NoPermission")
+        );
     }
 
     #[test]

@@ -185,8 +185,12 @@ fn fill_vsphere(
     disk.throughput_mbps = perf.aggregate(Counter::DiskUsage).map(|kb| kb / KB_PER_MB);
 
     let network = &mut sample.network;
-    network.in_bps = perf.aggregate(Counter::NetReceived).map(|kb| kb * BITS_PER_KB);
-    network.out_bps = perf.aggregate(Counter::NetTransmitted).map(|kb| kb * BITS_PER_KB);
+    network.in_bps = perf
+        .aggregate(Counter::NetReceived)
+        .map(|kb| kb * BITS_PER_KB);
+    network.out_bps = perf
+        .aggregate(Counter::NetTransmitted)
+        .map(|kb| kb * BITS_PER_KB);
     network.in_pps = perf.per_second(Counter::NetPacketsRx);
     network.out_pps = perf.per_second(Counter::NetPacketsTx);
     // Half of the drops would understate the total, so both directions are required.
@@ -211,9 +215,7 @@ fn fill_guest(sample: &mut VmSample, properties: &VmProperties) -> bool {
         .guest_disks
         .iter()
         .filter(|(capacity, free)| *capacity > 0 && *free >= 0 && free <= capacity)
-        .map(|&(capacity, free)| {
-            (capacity as f64, free as f64)
-        })
+        .map(|&(capacity, free)| (capacity as f64, free as f64))
         .collect();
     if !disks.is_empty() {
         let capacity: f64 = disks.iter().map(|(capacity, _)| capacity).sum();
@@ -319,7 +321,10 @@ mod tests {
         assert_eq!(sample.memory.usage_percent, Some(42.0));
         assert_eq!(sample.memory.usage_mb, Some(2.0));
         assert_eq!(sample.memory.active_mb, Some(0.5));
-        assert_eq!(sample.memory.ballooned_mb, None, "not reported stays unknown");
+        assert_eq!(
+            sample.memory.ballooned_mb, None,
+            "not reported stays unknown"
+        );
         assert_eq!(sample.disk.throughput_mbps, Some(3.0));
         assert_eq!(sample.network.in_bps, Some(80_000.0));
         assert_eq!(sample.network.in_pps, Some(20.0));
@@ -371,7 +376,10 @@ mod tests {
         };
         let sample = build("id", None, 5_000, None, Some(&properties)).unwrap();
         assert_eq!(sample.layers, vec![Layer::GuestOs]);
-        assert_eq!(sample.timestamp_ms, 5_000, "server time without a perf sample");
+        assert_eq!(
+            sample.timestamp_ms, 5_000,
+            "server time without a perf sample"
+        );
         assert_eq!(sample.disk.usage_percent, Some(50.0));
         assert_eq!(sample.disk.used_mb, Some(4096.0));
         assert_eq!(sample.disk.free_mb, Some(4096.0));

@@ -206,7 +206,10 @@ pub fn logout(config: &Config) {
     let api_version = stored.service.api_version.as_deref();
     match soap::call(&config.url, stored.cookie.as_deref(), api_version, &request) {
         Ok(_) => log::info(&format!("logged out of vCenter {}", config.url)),
-        Err(err) => log::warn(&format!("logging out of vCenter {} failed: {err}", config.url)),
+        Err(err) => log::warn(&format!(
+            "logging out of vCenter {} failed: {err}",
+            config.url
+        )),
     }
 }
 
@@ -262,7 +265,9 @@ fn read_service_content(response: &Element) -> Result<ServiceContent, VimError> 
              such as https://vc.example.com/sdk?"
         ))
     };
-    let content = response.child("returnval").ok_or_else(|| missing("returnval"))?;
+    let content = response
+        .child("returnval")
+        .ok_or_else(|| missing("returnval"))?;
     let moref = |field: &'static str| {
         content
             .child(field)

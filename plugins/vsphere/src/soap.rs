@@ -253,7 +253,10 @@ fn into_soap_body(root: Element) -> Option<Element> {
 /// Reads the fault type from `detail`: vCenter names it in `xsi:type` and in the element
 /// name (`NotAuthenticatedFault`); the type wins when both are present.
 fn read_fault(method: &'static str, fault: &Element) -> Fault {
-    let message = fault.child_text("faultstring").unwrap_or_default().to_owned();
+    let message = fault
+        .child_text("faultstring")
+        .unwrap_or_default()
+        .to_owned();
     let detail = fault.child("detail").and_then(|d| d.children.first());
     let name = match detail {
         Some(detail) => detail.xsi_type.clone().unwrap_or_else(|| {
@@ -288,7 +291,10 @@ fn describe_body(response: &Response) -> String {
     match std::str::from_utf8(&response.body) {
         Ok(text) if !text.trim().is_empty() => format!("{content_type}, {}", snippet(text)),
         Ok(_) => format!("{content_type}, empty body"),
-        Err(_) => format!("{content_type}, {} bytes of binary data", response.body.len()),
+        Err(_) => format!(
+            "{content_type}, {} bytes of binary data",
+            response.body.len()
+        ),
     }
 }
 
@@ -335,7 +341,10 @@ mod tests {
         let element =
             response_element("u", "CurrentTime", &response(200, "text/xml", &body)).unwrap();
         assert_eq!(element.name, "CurrentTimeResponse");
-        assert_eq!(element.child_text("returnval"), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(
+            element.child_text("returnval"),
+            Some("2024-01-01T00:00:00Z")
+        );
     }
 
     #[test]
@@ -368,7 +377,10 @@ mod tests {
         let error = response_element("u", "Login", &response(200, "text/html", page)).unwrap_err();
         let message = error.to_string();
         assert!(matches!(error, VimError::Protocol(_)));
-        assert!(message.contains("expected a SOAP response to Login"), "{message}");
+        assert!(
+            message.contains("expected a SOAP response to Login"),
+            "{message}"
+        );
         assert!(message.contains("HTML page"), "{message}");
     }
 
@@ -384,8 +396,8 @@ mod tests {
             String::new(),
         ];
         for body in cases {
-            let error = response_element("u", "Login", &response(200, "text/xml", &body))
-                .expect_err(&body);
+            let error =
+                response_element("u", "Login", &response(200, "text/xml", &body)).expect_err(&body);
             assert!(matches!(error, VimError::Protocol(_)), "{body}: {error}");
             assert!(error.to_string().contains("Login"), "{error}");
         }
@@ -402,10 +414,9 @@ mod tests {
     #[test]
     fn finds_session_cookie_among_headers() {
         let mut response = response(200, "text/xml", "");
-        response.headers.push((
-            "Set-Cookie".to_owned(),
-            b"other=1; Path=/".to_vec(),
-        ));
+        response
+            .headers
+            .push(("Set-Cookie".to_owned(), b"other=1; Path=/".to_vec()));
         response.headers.push((
             "set-cookie".to_owned(),
             b"vmware_soap_session=\"52ab\"; Path=/; HttpOnly; Secure;".to_vec(),
@@ -418,10 +429,14 @@ mod tests {
 
     #[test]
     fn request_escapes_values() {
-        let mut request = RequestBody::new("Login", &MoRef::new("SessionManager", "SessionManager"));
+        let mut request =
+            RequestBody::new("Login", &MoRef::new("SessionManager", "SessionManager"));
         request.params.text("password", "a<b&\"c");
         let envelope = request.envelope();
-        assert!(envelope.contains("<password>a&lt;b&amp;&quot;c</password>"), "{envelope}");
+        assert!(
+            envelope.contains("<password>a&lt;b&amp;&quot;c</password>"),
+            "{envelope}"
+        );
         assert!(xml::parse(&envelope).is_ok());
     }
 }

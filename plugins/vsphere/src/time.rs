@@ -44,7 +44,10 @@ mod tests {
     fn parses_zones_and_fractions() {
         assert_eq!(parse_ms("1970-01-01T00:00:01Z"), Ok(1000));
         assert_eq!(parse_ms("1970-01-01T00:00:01.25Z"), Ok(1250));
-        assert_eq!(parse_ms("2026-12-04T16:54:43.39440257Z"), Ok(1_796_403_283_394));
+        assert_eq!(
+            parse_ms("2026-12-04T16:54:43.39440257Z"),
+            Ok(1_796_403_283_394)
+        );
         assert_eq!(parse_ms("1970-01-01T01:00:00+01:00"), Ok(0));
         assert_eq!(parse_ms("1970-01-01T00:00:02"), Ok(2000));
     }

@@ -238,7 +238,10 @@ mod tests {
         assert_eq!(values[0].xsi_type.as_deref(), Some("string"));
         assert_eq!(values[0].text, "one");
         assert_eq!(values[1].xsi_type.as_deref(), Some("ArrayOfGuestDiskInfo"));
-        assert_eq!(values[2].xsi_type, None, "a prefix bound elsewhere is not xsi");
+        assert_eq!(
+            values[2].xsi_type, None,
+            "a prefix bound elsewhere is not xsi"
+        );
     }
 
     #[test]
@@ -264,7 +267,10 @@ mod tests {
     #[test]
     fn rejects_truncated_document() {
         let error = parse("<a><b>text</b><c>").unwrap_err();
-        assert!(error.contains("truncated") || error.contains("malformed"), "{error}");
+        assert!(
+            error.contains("truncated") || error.contains("malformed"),
+            "{error}"
+        );
     }
 
     #[test]
