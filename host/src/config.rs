@@ -53,6 +53,8 @@ pub struct Config {
     #[serde(default)]
     pub runtime: RuntimeConfig,
     #[serde(default)]
+    pub collection: CollectionConfig,
+    #[serde(default)]
     pub plugins: Vec<PluginConfig>,
 }
 
@@ -62,6 +64,66 @@ pub struct Config {
 pub struct RuntimeConfig {
     /// Where compiled components are cached; no cache when unset.
     pub cache_dir: Option<PathBuf>,
+}
+
+/// How often and how widely collectors run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectionConfig {
+    /// Seconds between collection cycles, 30 to 60.
+    pub interval_secs: u64,
+    /// Seconds between inventory refreshes; at least one interval.
+    pub inventory_interval_secs: u64,
+    /// VMs per `collect` call.
+    pub batch_size: usize,
+    /// `collect` calls of one discovery collector running at once.
+    pub max_concurrent_batches: usize,
+}
+
+impl Default for CollectionConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 30,
+            inventory_interval_secs: 300,
+            batch_size: 50,
+            max_concurrent_batches: 4,
+        }
+    }
+}
+
+impl CollectionConfig {
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+
+    pub fn inventory_interval(&self) -> Duration {
+        Duration::from_secs(self.inventory_interval_secs)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(30..=60).contains(&self.interval_secs) {
+            return Err(format!(
+                "collection.interval_secs must be between 30 and 60, got {}",
+                self.interval_secs
+            ));
+        }
+        if self.inventory_interval_secs < self.interval_secs {
+            return Err("collection.inventory_interval_secs must be at least interval_secs".into());
+        }
+        if !(1..=1000).contains(&self.batch_size) {
+            return Err(format!(
+                "collection.batch_size must be between 1 and 1000, got {}",
+                self.batch_size
+            ));
+        }
+        if !(1..=64).contains(&self.max_concurrent_batches) {
+            return Err(format!(
+                "collection.max_concurrent_batches must be between 1 and 64, got {}",
+                self.max_concurrent_batches
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a plugin component implements.
@@ -83,6 +145,17 @@ impl std::fmt::Display for PluginKind {
     }
 }
 
+/// What a collector contributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CollectorRole {
+    /// Discovers an estate (a vCenter) and collects its VMs; each runs its own cycle.
+    #[default]
+    Discovery,
+    /// Adds in-guest metrics to the VMs that discovery collectors found, in their cycles.
+    Enrichment,
+}
+
 /// One `[[plugins]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +163,9 @@ pub struct PluginConfig {
     /// Unique name used in logs, metrics and the API: letters, digits, `-` and `_`.
     pub id: String,
     pub kind: PluginKind,
+    /// For collectors: whether it discovers VMs or adds guest metrics to VMs others found.
+    #[serde(default)]
+    pub role: CollectorRole,
     /// Path of the `.wasm` component, relative to the config file's folder.
     pub component: PathBuf,
     /// Origins the plugin may call, as `scheme://host:port`. The host may be a name, an IP
@@ -185,6 +261,12 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        self.collection
+            .validate()
+            .map_err(|message| ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            })?;
         let mut seen = HashSet::new();
         for plugin in &self.plugins {
             let fail = |message: String| ConfigError::Plugin {

@@ -3,5 +3,8 @@
 //! The binary in `main.rs` is thin wiring; everything it uses lives here so the integration
 //! tests in `tests/` drive the same code.
 
+pub mod collection;
 pub mod config;
+pub mod live;
+pub mod metrics;
 pub mod plugin;

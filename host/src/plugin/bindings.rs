@@ -9,6 +9,7 @@ pub mod collector {
         world: "collector",
         path: "../wit",
         exports: { default: async },
+        additional_derives: [serde::Serialize, serde::Deserialize],
         with: {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,

@@ -1,0 +1,376 @@
+//! Collection cycles: one loop per discovery collector (one per vCenter).
+//!
+//! Every interval a loop refreshes its inventory when due, splits the powered-on VMs into
+//! batches and runs them with bounded concurrency. Each batch is one `collect` call of the
+//! discovery collector plus one per enrichment collector, each under the plugin's call
+//! deadline, so a failed or slow batch marks only its own VMs as errored. A cycle that
+//! outlasts the interval makes the loop skip the ticks it overran, counted in
+//! [`LoopStats::skipped_ticks`]: two cycles of one vCenter never run at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::config::CollectionConfig;
+use crate::live::{LiveState, VmOutcome};
+use crate::metrics::RealtimeMetrics;
+use crate::plugin::bindings::types::PowerState;
+use crate::plugin::{CollectResult, Plugin, PluginError, Vm, describe_guest_error};
+
+/// What one cycle did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CycleReport {
+    pub source: String,
+    pub number: u64,
+    pub started_at_ms: i64,
+    pub duration_ms: f64,
+    /// Powered-on VMs the cycle tried to collect.
+    pub vms_scheduled: usize,
+    pub vms_collected: usize,
+    pub vms_failed: usize,
+    pub batches: usize,
+    pub batches_failed: usize,
+    /// The inventory refresh's error, when one ran and failed.
+    pub inventory_error: Option<String>,
+}
+
+/// A cycle's results, handed to whatever stores, judges or pushes them.
+#[derive(Debug, Clone)]
+pub struct CycleOutput {
+    pub report: CycleReport,
+    pub outcomes: Vec<(String, VmOutcome)>,
+}
+
+/// Receives every finished cycle, after the live view was updated.
+pub trait CycleSink: Send + Sync {
+    fn on_cycle(&self, output: Arc<CycleOutput>);
+}
+
+/// Counters of one loop, for status output and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoopStats {
+    pub cycles: u64,
+    /// Ticks skipped because the cycle before was still running.
+    pub skipped_ticks: u64,
+    pub last_cycle: Option<CycleReport>,
+    /// When a cycle last collected at least one VM, in ms since the epoch.
+    pub last_success_ms: Option<i64>,
+}
+
+/// The collection loop of one discovery collector.
+pub struct CollectionLoop {
+    source: Arc<Plugin>,
+    enrichers: Vec<Arc<Plugin>>,
+    settings: CollectionConfig,
+    live: Arc<LiveState>,
+    sinks: Vec<Arc<dyn CycleSink>>,
+    stats: Arc<Mutex<LoopStats>>,
+    inventory_loaded_at: Mutex<Option<Instant>>,
+}
+
+impl CollectionLoop {
+    pub fn new(
+        source: Arc<Plugin>,
+        enrichers: Vec<Arc<Plugin>>,
+        settings: CollectionConfig,
+        live: Arc<LiveState>,
+        sinks: Vec<Arc<dyn CycleSink>>,
+    ) -> Self {
+        Self {
+            source,
+            enrichers,
+            settings,
+            live,
+            sinks,
+            stats: Arc::default(),
+            inventory_loaded_at: Mutex::new(None),
+        }
+    }
+
+    /// The loop's counters, shared with readers.
+    pub fn stats(&self) -> Arc<Mutex<LoopStats>> {
+        self.stats.clone()
+    }
+
+    /// Runs cycles every interval until `shutdown` turns true, then calls the collector's
+    /// `shutdown` so it can log out.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let interval = self.settings.interval();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            let started = Instant::now();
+            self.run_cycle().await;
+            let overrun = started.elapsed().as_nanos() / interval.as_nanos();
+            if overrun > 0 {
+                let skipped = u64::try_from(overrun).unwrap_or(u64::MAX);
+                self.lock_stats().skipped_ticks += skipped;
+                tracing::warn!(
+                    source = %self.source.id(),
+                    skipped,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "collection cycle outlasted the interval; skipping ticks"
+                );
+            }
+        }
+        if let Err(err) = self.source.shutdown().await {
+            tracing::warn!(source = %self.source.id(), error = %err, "collector shutdown failed");
+        }
+    }
+
+    /// Runs one cycle now and returns its report.
+    pub async fn run_cycle(&self) -> CycleReport {
+        let started = Instant::now();
+        let started_at_ms = now_ms();
+        let number = self.lock_stats().cycles + 1;
+
+        let inventory_error = self.refresh_inventory_if_due().await;
+        let vms = self.collectable_vms();
+        let batches: Vec<Vec<Vm>> = vms
+            .chunks(self.settings.batch_size)
+            .map(<[Vm]>::to_vec)
+            .collect();
+        let batch_count = batches.len();
+
+        let results: Vec<BatchResult> = futures::stream::iter(batches)
+            .map(|batch| self.collect_batch(batch))
+            .buffer_unordered(self.settings.max_concurrent_batches)
+            .collect()
+            .await;
+
+        let mut outcomes = Vec::with_capacity(vms.len());
+        let mut batches_failed = 0;
+        for result in results {
+            batches_failed += usize::from(result.failed);
+            outcomes.extend(result.outcomes);
+        }
+        let vms_failed = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, VmOutcome::Failed(_)))
+            .count();
+        self.live.apply(&outcomes, now_ms());
+
+        let report = CycleReport {
+            source: self.source.id().to_owned(),
+            number,
+            started_at_ms,
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            vms_scheduled: vms.len(),
+            vms_collected: outcomes.len() - vms_failed,
+            vms_failed,
+            batches: batch_count,
+            batches_failed,
+            inventory_error,
+        };
+        self.finish(report.clone(), outcomes);
+        report
+    }
+
+    fn finish(&self, report: CycleReport, outcomes: Vec<(String, VmOutcome)>) {
+        tracing::info!(
+            source = %report.source,
+            cycle = report.number,
+            duration_ms = report.duration_ms as u64,
+            collected = report.vms_collected,
+            failed = report.vms_failed,
+            batches_failed = report.batches_failed,
+            "collection cycle finished"
+        );
+        {
+            let mut stats = self.lock_stats();
+            stats.cycles = report.number;
+            if report.vms_collected > 0 {
+                stats.last_success_ms = Some(report.started_at_ms);
+            }
+            stats.last_cycle = Some(report.clone());
+        }
+        let output = Arc::new(CycleOutput { report, outcomes });
+        for sink in &self.sinks {
+            sink.on_cycle(output.clone());
+        }
+    }
+
+    /// Calls `discover` when the inventory is missing or older than its interval. On
+    /// failure the previous inventory stays in use; returns the error text.
+    async fn refresh_inventory_if_due(&self) -> Option<String> {
+        let due = self
+            .inventory_loaded_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|at| at.elapsed() >= self.settings.inventory_interval());
+        if !due {
+            return None;
+        }
+        match self.source.discover().await {
+            Ok(inventory) => {
+                let vms = self.live.replace_inventory(self.source.id(), inventory);
+                *self
+                    .inventory_loaded_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                tracing::info!(source = %self.source.id(), vms, "inventory refreshed");
+                None
+            }
+            Err(err) => {
+                tracing::warn!(source = %self.source.id(), error = %err, "inventory refresh failed");
+                Some(err.to_string())
+            }
+        }
+    }
+
+    /// Powered-on VMs on connected hosts: the others have no real-time data.
+    fn collectable_vms(&self) -> Vec<Vm> {
+        let disconnected = self.live.read(|data| {
+            data.sources
+                .get(self.source.id())
+                .map(|inventory| {
+                    inventory
+                        .hosts
+                        .iter()
+                        .filter(|host| !host.connected)
+                        .map(|host| host.id.clone())
+                        .collect::<std::collections::HashSet<_>>()
+                })
+                .unwrap_or_default()
+        });
+        self.live
+            .vms_of(self.source.id())
+            .into_iter()
+            .filter(|vm| vm.power_state == PowerState::PoweredOn)
+            .filter(|vm| {
+                vm.host_id
+                    .as_ref()
+                    .is_none_or(|h| !disconnected.contains(h))
+            })
+            .collect()
+    }
+
+    async fn collect_batch(&self, batch: Vec<Vm>) -> BatchResult {
+        let guest_calls = futures::future::join_all(
+            self.enrichers
+                .iter()
+                .map(|enricher| enricher.collect(&batch)),
+        );
+        let (primary, guest) = tokio::join!(self.source.collect(&batch), guest_calls);
+
+        let primary = match primary {
+            Ok(result) => result,
+            Err(err) => return BatchResult::failed(&batch, &err),
+        };
+        let guest_samples = guest_samples_by_vm(&self.enrichers, guest);
+        BatchResult {
+            outcomes: merge_batch(&batch, primary, &guest_samples),
+            failed: false,
+        }
+    }
+
+    fn lock_stats(&self) -> std::sync::MutexGuard<'_, LoopStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct BatchResult {
+    outcomes: Vec<(String, VmOutcome)>,
+    failed: bool,
+}
+
+impl BatchResult {
+    fn failed(batch: &[Vm], error: &PluginError) -> Self {
+        let reason = error.to_string();
+        Self {
+            outcomes: batch
+                .iter()
+                .map(|vm| (vm.id.clone(), VmOutcome::Failed(reason.clone())))
+                .collect(),
+            failed: true,
+        }
+    }
+}
+
+/// Collects the enrichment samples by VM id. A failed enrichment call only means the batch
+/// has no guest data this cycle, which `dataSources.guestOS = false` shows.
+fn guest_samples_by_vm(
+    enrichers: &[Arc<Plugin>],
+    results: Vec<Result<CollectResult, PluginError>>,
+) -> HashMap<String, Vec<RealtimeMetrics>> {
+    let mut by_vm: HashMap<String, Vec<RealtimeMetrics>> = HashMap::new();
+    for (enricher, result) in enrichers.iter().zip(results) {
+        match result {
+            Ok(result) => {
+                for sample in &result.samples {
+                    by_vm
+                        .entry(sample.vm_id.clone())
+                        .or_default()
+                        .push(RealtimeMetrics::from_sample(sample));
+                }
+                for error in &result.errors {
+                    tracing::debug!(
+                        plugin = %enricher.id(),
+                        vm = %error.vm_id,
+                        error = %describe_guest_error(&error.error),
+                        "no guest data"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::debug!(plugin = %enricher.id(), error = %err, "guest collection failed")
+            }
+        }
+    }
+    by_vm
+}
+
+/// Builds each VM's outcome: the discovery collector's sample with the guest samples laid
+/// over it, or the reason it has none.
+fn merge_batch(
+    batch: &[Vm],
+    primary: CollectResult,
+    guest: &HashMap<String, Vec<RealtimeMetrics>>,
+) -> Vec<(String, VmOutcome)> {
+    let mut samples: HashMap<String, RealtimeMetrics> = primary
+        .samples
+        .iter()
+        .map(|sample| (sample.vm_id.clone(), RealtimeMetrics::from_sample(sample)))
+        .collect();
+    let mut errors: HashMap<String, String> = primary
+        .errors
+        .into_iter()
+        .map(|e| (e.vm_id, describe_guest_error(&e.error)))
+        .collect();
+
+    batch
+        .iter()
+        .map(|vm| {
+            let outcome = match samples.remove(&vm.id) {
+                Some(mut metrics) => {
+                    for guest_metrics in guest.get(&vm.id).into_iter().flatten() {
+                        metrics.merge_guest(guest_metrics);
+                    }
+                    VmOutcome::Collected(metrics)
+                }
+                None => VmOutcome::Failed(
+                    errors
+                        .remove(&vm.id)
+                        .unwrap_or_else(|| "the collector returned no sample".to_owned()),
+                ),
+            };
+            (vm.id.clone(), outcome)
+        })
+        .collect()
+}
+
+/// Returns the host's clock in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
