@@ -25,9 +25,17 @@ async fn main() {
         "echo-collector",
         &format!("allowed_outbound_hosts = [\"{origin}\"]\nconfig = {{ url = \"{origin}/v\" }}"),
     );
-    let rule = declaration("cpu", "alert-rule", "cpu-rule", "config = { threshold = 80.0 }");
+    let rule = declaration(
+        "cpu",
+        "alert-rule",
+        "cpu-rule",
+        "config = { threshold = 80.0 }",
+    );
 
-    println!("{:<44} {:>10} {:>10} {:>7}", "figure", "median", "p99", "runs");
+    println!(
+        "{:<44} {:>10} {:>10} {:>7}",
+        "figure", "median", "p99", "runs"
+    );
     for declaration in [&rule, &collector] {
         let size = std::fs::metadata(&declaration.component).unwrap().len();
         let label = format!("{} ({} KB)", declaration.id, size / 1024);
