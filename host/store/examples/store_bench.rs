@@ -112,9 +112,10 @@ enum Model {
     /// Every field moves every cycle: all memory and disk sizes are noisy walks, and three
     /// disk fields are full-precision floats. A pessimistic bound.
     Busy,
-    /// Closer to a real estate: swap, balloon and compression stay 0 on most VMs, disk space
-    /// drifts slowly, latencies are small integers (vCenter reports whole ms), and
-    /// throughput is KB/s divided by 1024. Rates span idle to busy VMs.
+    /// Closer to a real estate, in the units vCenter reports and with the host's conversions
+    /// (see [`fleet_convert`]). Swap, balloon and compression stay 0 on most VMs, and disk space
+    /// drifts slowly. Latencies are whole ms, memory is KB divided by 1024, and rates span idle
+    /// to busy VMs.
     Fleet,
 }
 
@@ -127,6 +128,24 @@ fn kind_of(field: &str, model: Model) -> Kind {
     busy_kind_of(field)
 }
 
+/// Converts a fleet value from vCenter's unit to the WIT field's, as the vSphere plugin does.
+fn fleet_convert(field: &str, raw: f64, vcpus: f64) -> f64 {
+    match field {
+        "disk.used_mb" | "disk.free_mb" => raw / 1_048_576.0,
+        "memory.usage_mb"
+        | "memory.active_mb"
+        | "memory.used_mb"
+        | "memory.free_mb"
+        | "memory.buffers_mb"
+        | "memory.cached_mb"
+        | "memory.available_mb"
+        | "memory.committed_mb" => raw / 1024.0,
+        "network.in_bps" | "network.out_bps" => raw * 8000.0,
+        "cpu.ready" | "cpu.wait" => raw / 20_000.0 * 100.0 / vcpus,
+        _ => raw,
+    }
+}
+
 /// Returns the model of the fields that [`Model::Fleet`] treats differently.
 fn fleet_kind_of(field: &str) -> Option<Kind> {
     let drift = |centre, step| Some(Kind::Drift { centre, step });
@@ -135,7 +154,8 @@ fn fleet_kind_of(field: &str) -> Option<Kind> {
         | "memory.compressed_mb"
         | "memory.swapped_mb"
         | "memory.swap_used_mb" => Some(Kind::MostlyZero),
-        "disk.used_mb" | "disk.free_mb" => drift(40_000.0, 50.0),
+        // Bytes, converted to MB by fleet_convert.
+        "disk.used_mb" | "disk.free_mb" => drift(40_000.0 * 1_048_576.0, 50.0 * 1_048_576.0),
         "disk.inodes_used" => drift(200_000.0, 100.0),
         "disk.usage_percent" => Some(Kind::Percent {
             centre: 40.0,
@@ -146,6 +166,25 @@ fn fleet_kind_of(field: &str) -> Option<Kind> {
             step: 1.0,
         }),
         "disk.throughput_mbps" => Some(Kind::BinaryFraction { level: 20_000.0 }),
+        // KB, converted to MB by fleet_convert.
+        "memory.usage_mb"
+        | "memory.active_mb"
+        | "memory.used_mb"
+        | "memory.free_mb"
+        | "memory.buffers_mb"
+        | "memory.cached_mb"
+        | "memory.available_mb"
+        | "memory.committed_mb" => Some(Kind::IntegerWalk {
+            centre: 4096.0 * 1024.0,
+            step: 30.0 * 1024.0,
+        }),
+        // KB per second, converted to bits per second.
+        "network.in_bps" | "network.out_bps" => Some(Kind::Rate { level: 2_000.0 }),
+        // Milliseconds of the 20 s interval summed over vCPUs, converted to percent.
+        "cpu.ready" | "cpu.wait" => Some(Kind::IntegerWalk {
+            centre: 400.0,
+            step: 80.0,
+        }),
         _ => None,
     }
 }
@@ -207,6 +246,7 @@ impl Rng {
 struct SimulatedVm {
     id: String,
     model: Model,
+    vcpus: f64,
     present: Vec<bool>,
     scales: Vec<f64>,
     levels: Vec<f64>,
@@ -254,6 +294,7 @@ impl SimulatedVm {
         Self {
             id: format!("vm-{}", 1000 + index),
             model,
+            vcpus: [1.0, 2.0, 4.0, 8.0][index % 4],
             present,
             scales,
             levels,
@@ -266,7 +307,10 @@ impl SimulatedVm {
         for (index, field) in SCHEMA.iter().enumerate() {
             let scale = self.scales[index];
             let kind = kind_of(field, self.model);
-            let value = advance(kind, scale, &mut self.levels[index], rng);
+            let mut value = advance(kind, scale, &mut self.levels[index], rng);
+            if self.model == Model::Fleet {
+                value = fleet_convert(field, value, self.vcpus);
+            }
             let reported = self.present[index] && rng.unit() >= 0.01;
             values.push(reported.then_some(value));
         }

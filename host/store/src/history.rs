@@ -8,9 +8,9 @@
 //! kilobytes per VM and cycle. Its coding state is stored with it, so the append encodes only
 //! the new sample and never decodes the block.
 //!
-//! Sealing by size matters for the file size: redb stores a value larger than a page alone in
-//! a leaf of a power-of-two number of 4 KiB pages, so a 9 KiB block would occupy 16 KiB.
-//! Blocks are cut to fit one such leaf instead.
+//! Sealing by size matters for the file size: redb 5.0 allocates a B-tree leaf as a
+//! power-of-two run of 4 KiB pages, so a leaf with a 9 KiB block would occupy 16 KiB. Blocks
+//! are cut to fit a leaf of `StoreOptions::block_bytes`, 8 KiB by default, instead.
 //!
 //! Invariants the code below relies on:
 //!

@@ -1,40 +1,43 @@
 //! Compression of one metric field's successive values inside a history block.
 //!
 //! Each present value is coded against the field's previous present value in the same block,
-//! with the cheapest of four codes:
+//! with the cheapest of four codes. A value's *fixed-point form* is an integer `n` with
+//! `value = n / d` exactly, for a divisor `d` from [`DIVISORS`].
 //!
 //! | prefix | code | suits |
 //! |---|---|---|
-//! | `0` | decimal delta: `n - n_prev` where `value = n / 10^e` | integers and 1 to 7 digit decimals |
+//! | `0` | fixed-point delta: `n - n_prev`, same divisor | integers, decimals, MB from KB or bytes |
 //! | `10` | same bits as the previous value | constants such as limits and totals |
-//! | `110` | XOR of the float bits, Gorilla style | binary fractions and full-precision floats |
-//! | `111` | new decimal: `e` and `n` in full | the first value, or more decimal digits |
+//! | `110` | XOR of the float bits, Gorilla style | floats without a fixed-point form |
+//! | `111` | new fixed-point form: divisor index and `n` in full | the first value, or a finer divisor |
 //!
-//! The decimal delta is the most frequent code, so it has the one-bit prefix. Its zigzag value
-//! is Rice coded with a parameter that follows a moving mean of the field's recent deltas:
-//! a noisy metric then costs about two bits more than the logarithm of its typical change.
+//! vSphere performance counters are integers, and the host derives percentages with a few
+//! decimals and MB from KB (divided by 1024) or bytes (divided by 2^20), so most values have a
+//! fixed-point form. Plain Gorilla XOR spends about 52 bits on a value like `12.34`, because its
+//! mantissa has no trailing zeros. The XOR code stays for values without a fixed-point form.
 //!
-//! vSphere performance counters are integers and the host derives percentages with a few
-//! decimals, so most values take the decimal delta. Plain Gorilla XOR spends about 52 bits on a
-//! value like `12.34`, because its mantissa has no trailing zeros. The XOR code stays for values
-//! no short decimal represents exactly.
+//! The fixed-point delta is the most frequent code, so it has the one-bit prefix. Its zigzag
+//! value is Rice coded with a parameter that follows a moving mean of the field's recent
+//! deltas: a noisy metric then costs about two bits more than the logarithm of its typical
+//! change.
 //!
 //! The encoder and the decoder update [`FieldState`] with the same functions, so they stay in
 //! step without storing the state in the stream.
 
 use crate::bits::{BitReader, BitWriter, EndOfStream, low_mask};
 
-/// Largest decimal exponent the decimal codes use; it is stored in 3 bits.
-const MAX_DECIMAL_EXPONENT: u8 = 7;
+/// Divisors of the fixed-point forms, tried in this order; the index is stored in 3 bits.
+/// Decimal fractions up to 5 digits, then KB and bytes converted to MB. Every divisor is exact
+/// in f64, so `n as f64 / d` is one correctly rounded division.
+const DIVISORS: [f64; 8] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1024.0, 1_048_576.0];
 
-/// Exact powers of ten up to `10^MAX_DECIMAL_EXPONENT`.
-const POWERS_OF_TEN: [f64; 8] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7];
+const MAX_DIVISOR_INDEX: u8 = DIVISORS.len() as u8 - 1;
 
-/// Bound on the scaled integer of a decimal.
+/// Bound on the integer of a fixed-point form.
 ///
-/// Below 2^50 the product `value * 10^e` lies within 0.25 of the integer it came from, so
-/// rounding recovers exactly that integer. The encoder, the decoder and a restored state
-/// therefore compute the same `n` for the same value.
+/// Below 2^50 the product `value * d` lies within 0.25 of the integer it came from, so rounding
+/// recovers exactly that integer. The encoder, the decoder and a restored state therefore
+/// compute the same `n` for the same value.
 const MAX_SCALED: f64 = (1u64 << 50) as f64;
 
 /// Rice quotient from which a delta is written in full. Deltas that large are outliers, and
@@ -49,8 +52,8 @@ const MAX_XOR_LEADING: u32 = 31;
 pub(crate) struct FieldState {
     /// Bits of the previous present value in this block.
     pub(crate) previous: Option<u64>,
-    /// The previous value as `scaled / 10^exponent`, when such a decimal exists.
-    pub(crate) decimal: Option<Decimal>,
+    /// The previous value's fixed-point form, when it has one.
+    pub(crate) fixed: Option<Fixed>,
     /// Four times the moving mean of the field's recent `zigzag(delta) - 1`; 0 before the
     /// first delta. It sets the Rice parameter of the next delta.
     pub(crate) delta_mean: u64,
@@ -58,10 +61,11 @@ pub(crate) struct FieldState {
     pub(crate) xor_window: Option<XorWindow>,
 }
 
-/// A float equal to `scaled / 10^exponent`, bit for bit.
+/// A float equal to `scaled / DIVISORS[divisor]`, bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Decimal {
-    pub(crate) exponent: u8,
+pub(crate) struct Fixed {
+    /// Index into [`DIVISORS`].
+    pub(crate) divisor: u8,
     pub(crate) scaled: i64,
 }
 
@@ -81,8 +85,8 @@ impl XorWindow {
 /// The code chosen for one value, with what the encoder needs to write it.
 enum Code {
     Repeat,
-    DecimalDelta { decimal: Decimal, zigzag: u64 },
-    NewDecimal(Decimal),
+    FixedDelta { fixed: Fixed, zigzag: u64 },
+    NewFixed(Fixed),
     Xor(u64),
 }
 
@@ -91,21 +95,21 @@ impl FieldState {
     pub(crate) fn encode(&mut self, value: f64, out: &mut BitWriter) {
         let bits = value.to_bits();
         match self.cheapest_code(value) {
-            Code::DecimalDelta { decimal, zigzag } => {
+            Code::FixedDelta { fixed, zigzag } => {
                 out.write_bit(false);
                 self.write_delta(zigzag, out);
-                self.decimal = Some(decimal);
+                self.fixed = Some(fixed);
             }
             Code::Repeat => out.write_bits(0b10, 2),
             Code::Xor(xor) => {
                 out.write_bits(0b110, 3);
                 self.write_xor(xor, out);
-                self.decimal = next_decimal(self.decimal, value);
+                self.fixed = next_fixed(self.fixed, value);
             }
-            Code::NewDecimal(decimal) => {
+            Code::NewFixed(fixed) => {
                 out.write_bits(0b111, 3);
-                write_new_decimal(decimal, out);
-                self.decimal = Some(decimal);
+                write_new_fixed(fixed, out);
+                self.fixed = Some(fixed);
             }
         }
         self.previous = Some(bits);
@@ -114,29 +118,29 @@ impl FieldState {
     /// Reads one value written by [`FieldState::encode`] and advances the state the same way.
     pub(crate) fn decode(&mut self, input: &mut BitReader<'_>) -> Result<f64, CodecError> {
         let value = if !input.read_bit()? {
-            let previous = self.decimal.ok_or(CodecError::DeltaWithoutDecimal)?;
+            let previous = self.fixed.ok_or(CodecError::DeltaWithoutFixed)?;
             let delta = unzigzag(self.read_delta(input)?);
             let scaled = previous
                 .scaled
                 .checked_add(delta)
-                .ok_or(CodecError::DecimalOutOfRange)?;
-            let decimal = Decimal {
-                exponent: previous.exponent,
+                .ok_or(CodecError::FixedOutOfRange)?;
+            let fixed = Fixed {
+                divisor: previous.divisor,
                 scaled,
             };
-            self.decimal = Some(decimal);
-            decimal_value(decimal)
+            self.fixed = Some(fixed);
+            fixed_value(fixed)
         } else if !input.read_bit()? {
             f64::from_bits(self.previous.ok_or(CodecError::RepeatWithoutPrevious)?)
         } else if !input.read_bit()? {
             let xor = self.read_xor(input)?;
             let value = f64::from_bits(self.previous.unwrap_or(0) ^ xor);
-            self.decimal = next_decimal(self.decimal, value);
+            self.fixed = next_fixed(self.fixed, value);
             value
         } else {
-            let decimal = read_new_decimal(input)?;
-            self.decimal = Some(decimal);
-            decimal_value(decimal)
+            let fixed = read_new_fixed(input)?;
+            self.fixed = Some(fixed);
+            fixed_value(fixed)
         };
         self.previous = Some(value.to_bits());
         Ok(value)
@@ -154,30 +158,30 @@ impl FieldState {
                 best = Some((cost, code));
             }
         };
-        if let Some(previous) = self.decimal
-            && let Some(scaled) = scale_exactly(value, previous.exponent)
+        if let Some(previous) = self.fixed
+            && let Some(scaled) = scale_exactly(value, previous.divisor)
         {
             // Both magnitudes are below 2^50, so the difference cannot overflow.
             let zigzag = zigzag(scaled - previous.scaled);
-            let decimal = Decimal {
-                exponent: previous.exponent,
+            let fixed = Fixed {
+                divisor: previous.divisor,
                 scaled,
             };
             consider(
                 1 + self.delta_cost(zigzag),
-                Code::DecimalDelta { decimal, zigzag },
+                Code::FixedDelta { fixed, zigzag },
             );
         }
-        if let Some(decimal) = shortest_decimal(value) {
-            consider(3 + new_decimal_cost(decimal), Code::NewDecimal(decimal));
+        if let Some(fixed) = simplest_fixed(value) {
+            consider(3 + new_fixed_cost(fixed), Code::NewFixed(fixed));
         }
         // Without a previous value the XOR is against zero. A zero XOR has no Gorilla form, but
-        // then the value is +0.0, which the new-decimal code always covers.
+        // then the value is +0.0, which the new fixed-point code always covers.
         let xor = self.previous.unwrap_or(0) ^ bits;
         if xor != 0 {
             consider(3 + self.xor_cost(xor), Code::Xor(xor));
         }
-        best.expect("+0.0 has a decimal form and any other value a non-zero XOR")
+        best.expect("+0.0 has a fixed-point form and any other value a non-zero XOR")
             .1
     }
 
@@ -231,7 +235,7 @@ impl FieldState {
             let width = input.read_bits(6)? as u32;
             let value = input.read_bits(width)?;
             self.update_delta_mean(value);
-            return value.checked_add(1).ok_or(CodecError::DecimalOutOfRange);
+            return value.checked_add(1).ok_or(CodecError::FixedOutOfRange);
         }
         let k = self.rice_parameter();
         let mut quotient = 0u32;
@@ -245,7 +249,7 @@ impl FieldState {
             input.read_bits(width)?
         };
         self.update_delta_mean(value);
-        value.checked_add(1).ok_or(CodecError::DecimalOutOfRange)
+        value.checked_add(1).ok_or(CodecError::FixedOutOfRange)
     }
 
     /// Moves the mean a quarter of the way towards `value`; the first delta sets it.
@@ -314,10 +318,10 @@ pub(crate) enum CodecError {
     EndOfStream,
     #[error("repeat code without a previous value")]
     RepeatWithoutPrevious,
-    #[error("decimal delta without a previous decimal")]
-    DeltaWithoutDecimal,
-    #[error("decimal out of range")]
-    DecimalOutOfRange,
+    #[error("fixed-point delta without a previous fixed-point form")]
+    DeltaWithoutFixed,
+    #[error("fixed-point value out of range")]
+    FixedOutOfRange,
     #[error("XOR code reuses a window before any was set")]
     XorWithoutWindow,
     #[error("XOR window wider than 64 bits")]
@@ -334,68 +338,68 @@ impl From<EndOfStream> for CodecError {
     }
 }
 
-fn write_new_decimal(decimal: Decimal, out: &mut BitWriter) {
-    let zigzag = zigzag(decimal.scaled);
+fn write_new_fixed(fixed: Fixed, out: &mut BitWriter) {
+    let zigzag = zigzag(fixed.scaled);
     let width = significant_bits(zigzag);
-    out.write_bits(u64::from(decimal.exponent), 3);
+    out.write_bits(u64::from(fixed.divisor), 3);
     out.write_bits(u64::from(width), 6);
     out.write_bits(zigzag, width);
 }
 
-fn read_new_decimal(input: &mut BitReader<'_>) -> Result<Decimal, CodecError> {
-    let exponent = input.read_bits(3)? as u8;
+fn read_new_fixed(input: &mut BitReader<'_>) -> Result<Fixed, CodecError> {
+    let divisor = input.read_bits(3)? as u8;
     let width = input.read_bits(6)? as u32;
     let scaled = unzigzag(input.read_bits(width)?);
     if scaled.unsigned_abs() as f64 > MAX_SCALED {
-        return Err(CodecError::DecimalOutOfRange);
+        return Err(CodecError::FixedOutOfRange);
     }
-    Ok(Decimal { exponent, scaled })
+    Ok(Fixed { divisor, scaled })
 }
 
-/// Cost of a new decimal: 3-bit exponent, 6-bit width, then the zigzag bits. The width is at
+/// Cost of a new fixed: 3-bit divisor, 6-bit width, then the zigzag bits. The width is at
 /// most 51 because the scaled value is below 2^50.
-fn new_decimal_cost(decimal: Decimal) -> u32 {
-    3 + 6 + significant_bits(zigzag(decimal.scaled))
+fn new_fixed_cost(fixed: Fixed) -> u32 {
+    3 + 6 + significant_bits(zigzag(fixed.scaled))
 }
 
-/// Returns the decimal form of a value coded with XOR: keep the previous exponent if
+/// Returns the fixed-point form of a value coded with XOR: keep the previous divisor if
 /// it still represents the value, else take the shortest form.
-pub(crate) fn next_decimal(previous: Option<Decimal>, value: f64) -> Option<Decimal> {
+pub(crate) fn next_fixed(previous: Option<Fixed>, value: f64) -> Option<Fixed> {
     if let Some(previous) = previous
-        && let Some(scaled) = scale_exactly(value, previous.exponent)
+        && let Some(scaled) = scale_exactly(value, previous.divisor)
     {
-        return Some(Decimal {
-            exponent: previous.exponent,
+        return Some(Fixed {
+            divisor: previous.divisor,
             scaled,
         });
     }
-    shortest_decimal(value)
+    simplest_fixed(value)
 }
 
-/// Returns the decimal with the fewest fraction digits that reproduces `value` bit for bit.
-fn shortest_decimal(value: f64) -> Option<Decimal> {
-    (0..=MAX_DECIMAL_EXPONENT).find_map(|exponent| {
-        scale_exactly(value, exponent).map(|scaled| Decimal { exponent, scaled })
-    })
+/// Returns the fixed-point form with the first divisor that reproduces `value` bit for bit.
+fn simplest_fixed(value: f64) -> Option<Fixed> {
+    (0..=MAX_DIVISOR_INDEX)
+        .find_map(|divisor| scale_exactly(value, divisor).map(|scaled| Fixed { divisor, scaled }))
 }
 
-/// Returns `n` with `n / 10^exponent == value` bit for bit, if one below [`MAX_SCALED`] exists.
+/// Returns `n` with `n / DIVISORS[divisor] == value` bit for bit, if one below [`MAX_SCALED`]
+/// exists.
 ///
 /// The bit comparison rejects NaN, infinities and -0.0, which then take the XOR code.
-pub(crate) fn scale_exactly(value: f64, exponent: u8) -> Option<i64> {
-    let scaled = (value * POWERS_OF_TEN[usize::from(exponent)]).round();
+pub(crate) fn scale_exactly(value: f64, divisor: u8) -> Option<i64> {
+    let scaled = (value * DIVISORS[usize::from(divisor)]).round();
     if !scaled.is_finite() || scaled.abs() >= MAX_SCALED {
         return None;
     }
-    let candidate = Decimal {
-        exponent,
+    let candidate = Fixed {
+        divisor,
         scaled: scaled as i64,
     };
-    (decimal_value(candidate).to_bits() == value.to_bits()).then_some(candidate.scaled)
+    (fixed_value(candidate).to_bits() == value.to_bits()).then_some(candidate.scaled)
 }
 
-fn decimal_value(decimal: Decimal) -> f64 {
-    decimal.scaled as f64 / POWERS_OF_TEN[usize::from(decimal.exponent)]
+fn fixed_value(fixed: Fixed) -> f64 {
+    fixed.scaled as f64 / DIVISORS[usize::from(fixed.divisor)]
 }
 
 fn xor_window(xor: u64) -> XorWindow {
@@ -488,13 +492,24 @@ mod tests {
         let values = [4096.0; 100];
         let (decoded, bits) = round_trip(&values);
         assert_bitwise_equal(&decoded, &values);
-        // 3-bit prefix, 3-bit exponent, 6-bit width and 14 bits for zigzag(4096) = 8192, then
+        // 3-bit prefix, 3-bit divisor, 6-bit width and 14 bits for zigzag(4096) = 8192, then
         // two bits per repeat.
         assert_eq!(bits, 26 + 99 * 2);
     }
 
     #[test]
-    fn binary_fractions_take_the_xor_code() {
+    fn megabytes_from_kilobytes_stay_small() {
+        let values: Vec<f64> = (0..200)
+            .map(|i| f64::from(4_194_304 + (i * 7919 % 2000)) / 1024.0)
+            .collect();
+        let (decoded, bits) = round_trip(&values);
+        assert_bitwise_equal(&decoded, &values);
+        let bits_per_value = bits as f64 / values.len() as f64;
+        assert!(bits_per_value < 14.0, "{bits_per_value} bits per value");
+    }
+
+    #[test]
+    fn values_without_fixed_form_round_trip() {
         let values: Vec<f64> = (0..100)
             .map(|i| f64::from(5_000 + i * 13 % 97) / 1024.0 * 3.3)
             .collect();

@@ -27,7 +27,7 @@ mod field;
 
 use crate::bits::{BitReader, BitWriter};
 pub(crate) use field::CodecError;
-use field::{Decimal, FieldState, XorWindow, scale_exactly, unzigzag, zigzag};
+use field::{FieldState, Fixed, XorWindow, scale_exactly, unzigzag, zigzag};
 
 /// Format byte of blocks written by this version.
 const BLOCK_FORMAT: u8 = 1;
@@ -206,9 +206,9 @@ impl BlockEncoder {
     ///
     /// State layout: previous timestamp delta (u64 LE), the presence bitmap of the last sample
     /// (one bit per field, LSB first), then per field a flags byte (1 = previous value,
-    /// 2 = decimal, 4 = XOR window) followed by the previous value's bits (u64 LE), the decimal
-    /// exponent, the delta mean (u64 LE) and the XOR window's leading and trailing counts, each
-    /// only when present (the delta mean always).
+    /// 2 = fixed-point form, 4 = XOR window) followed by the previous value's bits (u64 LE),
+    /// the fixed-point divisor index, the delta mean (u64 LE) and the XOR window's leading and
+    /// trailing counts, each only when present (the delta mean always).
     pub(crate) fn open_bytes(&self) -> Vec<u8> {
         let mut bytes = self.block_bytes();
         bytes.extend_from_slice(&self.previous_delta.to_le_bytes());
@@ -344,14 +344,14 @@ pub(crate) fn decode_block(bytes: &[u8]) -> Result<(BlockHeader, Vec<Sample>), C
 
 fn write_field_state(state: &FieldState, bytes: &mut Vec<u8>) {
     let flags = u8::from(state.previous.is_some())
-        | u8::from(state.decimal.is_some()) << 1
+        | u8::from(state.fixed.is_some()) << 1
         | u8::from(state.xor_window.is_some()) << 2;
     bytes.push(flags);
     if let Some(previous) = state.previous {
         bytes.extend_from_slice(&previous.to_le_bytes());
     }
-    if let Some(decimal) = state.decimal {
-        bytes.push(decimal.exponent);
+    if let Some(fixed) = state.fixed {
+        bytes.push(fixed.divisor);
     }
     bytes.extend_from_slice(&state.delta_mean.to_le_bytes());
     if let Some(window) = state.xor_window {
@@ -364,18 +364,22 @@ fn read_field_state(state: &mut StateReader<'_>) -> Result<FieldState, CodecErro
     let previous = (flags & 1 != 0)
         .then(|| state.take().map(u64::from_le_bytes))
         .transpose()?;
-    let exponent = (flags & 2 != 0).then(|| state.take::<1>()).transpose()?;
+    let divisor = (flags & 2 != 0).then(|| state.take::<1>()).transpose()?;
     // The scaled integer is not stored: it is always the exact scaling of the previous value,
-    // because every code that sets a decimal computes it with `scale_exactly`.
-    let decimal = match (exponent, previous) {
+    // because every code that sets a fixed-point form computes it with `scale_exactly`.
+    let fixed = match (divisor, previous) {
         (None, _) => None,
-        (Some([exponent]), Some(bits)) => Some(Decimal {
-            exponent,
-            scaled: scale_exactly(f64::from_bits(bits), exponent).ok_or(
-                CodecError::InvalidHeader("decimal state does not match the value"),
+        (Some([divisor]), Some(bits)) => Some(Fixed {
+            divisor,
+            scaled: scale_exactly(f64::from_bits(bits), divisor).ok_or(
+                CodecError::InvalidHeader("fixed-point state does not match the value"),
             )?,
         }),
-        (Some(_), None) => return Err(CodecError::InvalidHeader("decimal state without a value")),
+        (Some(_), None) => {
+            return Err(CodecError::InvalidHeader(
+                "fixed-point state without a value",
+            ));
+        }
     };
     let delta_mean = u64::from_le_bytes(state.take()?);
     let xor_window = (flags & 4 != 0)
@@ -384,7 +388,7 @@ fn read_field_state(state: &mut StateReader<'_>) -> Result<FieldState, CodecErro
         .map(|[leading, trailing]| XorWindow { leading, trailing });
     Ok(FieldState {
         previous,
-        decimal,
+        fixed,
         delta_mean,
         xor_window,
     })
