@@ -3,6 +3,7 @@
 //! The binary in `main.rs` is thin wiring; everything it uses lives here so the integration
 //! tests in `tests/` drive the same code.
 
+pub mod app;
 pub mod collection;
 pub mod config;
 pub mod live;

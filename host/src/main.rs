@@ -4,7 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use std::sync::Arc;
+
+use vmpulse::app;
 use vmpulse::config::Config;
+use vmpulse::live::LiveState;
 use vmpulse::plugin::PluginRuntime;
 
 #[derive(Parser)]
@@ -16,6 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the service: collect from every configured collector until SIGINT or SIGTERM.
+    Run {
+        /// Path of the TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Load every plugin of a config file, call its `describe` and print its status.
     CheckPlugins {
         /// Path of the TOML config file.
@@ -33,8 +43,27 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     match Cli::parse().command {
+        Command::Run { config } => run(&config).await,
         Command::CheckPlugins { config } => check_plugins(&config).await,
     }
+}
+
+async fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let runtime = PluginRuntime::new(config.runtime.cache_dir.clone())
+        .map_err(|err| anyhow::anyhow!("cannot start the plugin runtime: {err:#}"))?;
+    let plugins = app::load_plugins(&runtime, &config).await;
+    if plugins.discovery.is_empty() {
+        tracing::warn!("no discovery collector is loaded: nothing will be collected");
+    }
+    let live = Arc::new(LiveState::default());
+    let collection = app::Collection::start(&config, &plugins, live, Vec::new());
+    tracing::info!(collectors = plugins.discovery.len(), "vmpulse is running");
+
+    app::shutdown_signal().await;
+    tracing::info!("stopping: finishing the current cycles");
+    collection.stop().await;
+    Ok(())
 }
 
 async fn check_plugins(path: &std::path::Path) -> anyhow::Result<()> {
