@@ -3,3 +3,5 @@
 
 pub mod fixtures;
 pub mod http_peer;
+pub mod vcsim;
+pub mod vsphere_plugin;
