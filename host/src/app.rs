@@ -34,7 +34,9 @@ pub async fn load_plugins(runtime: &PluginRuntime, config: &Config) -> LoadedPlu
             Ok(plugin) => Arc::new(plugin),
             Err(err) => {
                 tracing::error!(plugin = %declaration.id, error = %err, "plugin not loaded");
-                loaded.failed.push((declaration.id.clone(), err.to_string()));
+                loaded
+                    .failed
+                    .push((declaration.id.clone(), err.to_string()));
                 continue;
             }
         };

@@ -36,6 +36,8 @@ pub struct CycleReport {
     pub vms_failed: usize,
     pub batches: usize,
     pub batches_failed: usize,
+    /// True when `discover` ran and succeeded in this cycle.
+    pub inventory_refreshed: bool,
     /// The inventory refresh's error, when one ran and failed.
     pub inventory_error: Option<String>,
 }
@@ -135,7 +137,7 @@ impl CollectionLoop {
         let started_at_ms = now_ms();
         let number = self.lock_stats().cycles + 1;
 
-        let inventory_error = self.refresh_inventory_if_due().await;
+        let refresh = self.refresh_inventory_if_due().await;
         let vms = self.collectable_vms();
         let batches: Vec<Vec<Vm>> = vms
             .chunks(self.settings.batch_size)
@@ -171,7 +173,8 @@ impl CollectionLoop {
             vms_failed,
             batches: batch_count,
             batches_failed,
-            inventory_error,
+            inventory_refreshed: refresh == Some(Ok(())),
+            inventory_error: refresh.and_then(Result::err),
         };
         self.finish(report.clone(), outcomes);
         report
@@ -202,8 +205,8 @@ impl CollectionLoop {
     }
 
     /// Calls `discover` when the inventory is missing or older than its interval. On
-    /// failure the previous inventory stays in use; returns the error text.
-    async fn refresh_inventory_if_due(&self) -> Option<String> {
+    /// failure the previous inventory stays in use. Returns `None` when no refresh was due.
+    async fn refresh_inventory_if_due(&self) -> Option<Result<(), String>> {
         let due = self
             .inventory_loaded_at
             .lock()
@@ -220,11 +223,11 @@ impl CollectionLoop {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                 tracing::info!(source = %self.source.id(), vms, "inventory refreshed");
-                None
+                Some(Ok(()))
             }
             Err(err) => {
                 tracing::warn!(source = %self.source.id(), error = %err, "inventory refresh failed");
-                Some(err.to_string())
+                Some(Err(err.to_string()))
             }
         }
     }
@@ -357,7 +360,7 @@ fn merge_batch(
                     for guest_metrics in guest.get(&vm.id).into_iter().flatten() {
                         metrics.merge_guest(guest_metrics);
                     }
-                    VmOutcome::Collected(metrics)
+                    VmOutcome::Collected(Box::new(metrics))
                 }
                 None => VmOutcome::Failed(
                     errors

@@ -55,6 +55,8 @@ pub struct Config {
     #[serde(default)]
     pub collection: CollectionConfig,
     #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
     pub plugins: Vec<PluginConfig>,
 }
 
@@ -123,6 +125,31 @@ impl CollectionConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Where and how long history is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The redb file, relative to the config file's folder.
+    pub path: PathBuf,
+    /// Days of per-VM history kept.
+    pub retention_days: f64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("vmpulse.redb"),
+            retention_days: 7.0,
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs_f64(self.retention_days * 86_400.0)
     }
 }
 
@@ -286,6 +313,7 @@ impl Config {
         if let Some(dir) = &mut self.runtime.cache_dir {
             *dir = base.join(&*dir);
         }
+        self.storage.path = base.join(&self.storage.path);
         for plugin in &mut self.plugins {
             plugin.component = base.join(&plugin.component);
             for tls in plugin.tls.values_mut() {

@@ -8,4 +8,5 @@ pub mod collection;
 pub mod config;
 pub mod live;
 pub mod metrics;
+pub mod persist;
 pub mod plugin;

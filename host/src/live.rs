@@ -61,7 +61,7 @@ pub struct LiveData {
 /// One VM's outcome in a cycle.
 #[derive(Debug, Clone)]
 pub enum VmOutcome {
-    Collected(RealtimeMetrics),
+    Collected(Box<RealtimeMetrics>),
     Failed(String),
 }
 
@@ -125,7 +125,7 @@ impl LiveState {
             };
             match outcome {
                 VmOutcome::Collected(metrics) => {
-                    record.metrics = Some(metrics.clone());
+                    record.metrics = Some((**metrics).clone());
                     record.collected_at_ms = Some(now_ms);
                     record.last_error = None;
                 }

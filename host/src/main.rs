@@ -3,12 +3,14 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
 
 use vmpulse::app;
+use vmpulse::collection::CycleSink;
 use vmpulse::config::Config;
 use vmpulse::live::LiveState;
+use vmpulse::persist;
 use vmpulse::plugin::PluginRuntime;
 
 #[derive(Parser)]
@@ -57,12 +59,25 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         tracing::warn!("no discovery collector is loaded: nothing will be collected");
     }
     let live = Arc::new(LiveState::default());
-    let collection = app::Collection::start(&config, &plugins, live, Vec::new());
+
+    let storage = config.storage.clone();
+    let store = tokio::task::spawn_blocking(move || persist::open_store(&storage)).await??;
+    let store = Arc::new(store);
+    let restored = persist::restore(&store, &live)?;
+    tracing::info!(path = %store.path().display(), vms = restored, "store opened");
+    let (writer, writer_task) = persist::StoreWriter::start(store.clone(), live.clone());
+    let retention = tokio::spawn(persist::run_retention(store.clone()));
+
+    let sinks: Vec<Arc<dyn CycleSink>> = vec![writer];
+    let collection = app::Collection::start(&config, &plugins, live, sinks);
     tracing::info!(collectors = plugins.discovery.len(), "vmpulse is running");
 
     app::shutdown_signal().await;
     tracing::info!("stopping: finishing the current cycles");
     collection.stop().await;
+    retention.abort();
+    // The loops held the last senders: the writer drains its queue and ends.
+    writer_task.await?;
     Ok(())
 }
 
