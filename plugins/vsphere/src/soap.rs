@@ -6,7 +6,7 @@
 //! a truncated body, JSON) is a [`VimError::Protocol`] naming what was expected.
 
 use serde::{Deserialize, Serialize};
-use vmpulse_plugin_sdk::http::{Request, Response};
+use vmpulse_plugin_sdk::http::{HttpError, Request, Response};
 
 use crate::error::{Fault, VimError};
 use crate::xml::{self, Element, ElementNamespace};
@@ -162,13 +162,31 @@ pub fn call(
         http = http.header("cookie", cookie);
     }
 
-    let response = http.send()?;
+    let response = http.send().map_err(undelivered_as_connect)?;
     let session_cookie = session_cookie(&response);
     let body = response_element(url, request.method, &response)?;
     Ok(SoapResponse {
         body,
         session_cookie,
     })
+}
+
+/// Reports a request whose body could not be written as a connection failure.
+///
+/// NOTE: the SDK's `Request::send` writes the body before it looks at the connection's
+/// outcome, so a refused connection (vCenter stopped) can surface as the body stream's
+/// "stream closed early" protocol error instead of a connect error. No response was read
+/// in that case, so the peer is treated as unreachable.
+fn undelivered_as_connect(err: HttpError) -> HttpError {
+    match err {
+        HttpError::Protocol { url, reason } if reason == "stream closed early" => {
+            HttpError::Connect {
+                url,
+                reason: "the connection closed before the request was sent".to_owned(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Returns the `vmware_soap_session=…` pair from the response's `set-cookie` headers.
