@@ -24,8 +24,9 @@
 //! # }
 //! ```
 //!
-//! The file layout is described in [`tables`] (the table list), [`history`] (how history blocks
-//! are kept and expired), [`codec`] (the block format) and [`schema`] (the metadata).
+//! The file layout is described in the source: `src/tables.rs` lists the tables,
+//! `src/history.rs` explains how history blocks are kept and expired, `src/codec/` defines the
+//! block format and `src/schema.rs` the metadata.
 
 mod alerts;
 mod bits;

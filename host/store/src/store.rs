@@ -31,7 +31,9 @@ pub struct StoreOptions {
     /// can overshoot, because [`Store::sweep`] removes whole blocks. 720 samples are 6 hours
     /// at a 30 s cycle.
     pub max_block_samples: u32,
-    /// Memory redb may use for its page cache, in bytes.
+    /// Memory redb may use for its page cache, in bytes. The default is 256 MiB, a quarter of
+    /// redb's own default. By estimate, a cycle of 1,500 VMs rewrites about 20 MB of open
+    /// blocks and latest records, so the cache also keeps recent history for reads.
     pub cache_size_bytes: usize,
     /// Verify the checksum of every page when opening, so a damaged file is rejected with
     /// [`StoreError::Corrupted`]. Without it redb trusts a file that was closed cleanly, and
@@ -90,7 +92,8 @@ impl Store {
     /// Opens the store at `path`, creating it when no file exists there.
     ///
     /// `schema` lists the metric field names in the order of [`SampleRow::values`]. It must
-    /// equal the stored list or extend it at the end; see [`crate::schema`].
+    /// equal the stored list or extend it at the end. Old samples read appended fields as
+    /// `None`.
     ///
     /// # Errors
     ///
