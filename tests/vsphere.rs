@@ -6,7 +6,7 @@
 //! Run with `-- --nocapture` to see the measured discover and collect times.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -530,6 +530,61 @@ async fn restart_keeps_ids_and_collect_recovers() {
     };
     assert_eq!(ids(&before).len(), 200 + 30 + 3 + 1);
     assert_eq!(ids(&before), ids(&after));
+}
+
+/// Collects log lines; the test that uses it runs on a current-thread runtime, so the
+/// plugin's lines are written on the thread that installed the subscriber.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn count(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .matches(text)
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn session_is_reused_until_vcenter_restarts() {
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut vcsim = Vcsim::start(&["-vms", "20"]);
+    let plugin = load(&vcsim, "").await;
+    let login = "logged in to vCenter";
+
+    let inventory = plugin.discover().await.unwrap();
+    plugin.discover().await.unwrap();
+    let batch = powered_on(&inventory);
+    plugin.collect(&batch).await.unwrap();
+    plugin.collect(&batch).await.unwrap();
+    assert_eq!(buffer.count(login), 1, "calls should share one login");
+
+    vcsim.restart();
+    let recovered = plugin.collect(&batch).await.unwrap();
+    assert_eq!(recovered.samples.len(), batch.len());
+    assert_eq!(buffer.count("no longer accepts the session"), 1);
+    assert_eq!(buffer.count(login), 2);
+
+    plugin.shutdown().await.unwrap();
+    assert_eq!(buffer.count("logged out of vCenter"), 1);
+    plugin.collect(&batch).await.unwrap();
+    assert_eq!(buffer.count(login), 3, "a call after shutdown logs in again");
 }
 
 #[tokio::test(flavor = "multi_thread")]

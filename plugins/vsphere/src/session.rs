@@ -65,15 +65,16 @@ impl Session {
     /// `Unreachable` when vCenter cannot be reached, `Auth` for a rejected login, `Config`
     /// without the `password` secret, `Protocol` for an answer that is not vim25 SOAP.
     pub fn open(config: &Config) -> Result<Self, PluginError> {
-        let stored = match load_stored(config) {
-            Some(stored) if stored.authenticated => stored,
-            _ => connect(config)?,
+        let (stored, changed) = match load_stored(config) {
+            Some(stored) if stored.authenticated => (stored, false),
+            _ => (connect(config)?, true),
         };
         let mut session = Self {
             config: config.clone(),
             stored,
-            changed: false,
+            changed,
         };
+        // Stored at once, so calls running in parallel reuse this login.
         session.save();
         Ok(session)
     }
@@ -188,6 +189,7 @@ impl Session {
             return Ok(());
         }
         self.stored = connect(&self.config)?;
+        self.changed = true;
         self.save();
         Ok(())
     }
