@@ -175,7 +175,23 @@ pub fn discover(session: &mut Session) -> Result<Inventory, PluginError> {
     let prefix = ids::instance_prefix(&session.service().instance_uuid).ok_or_else(|| {
         PluginError::Protocol("vCenter's about.instanceUuid has no 8 hex digits".to_owned())
     })?;
-    Ok(InventoryBuilder::new(&prefix, &objects).build())
+    let mut builder = InventoryBuilder::new(&prefix, &objects);
+    let inventory = builder.build();
+    if builder.moref_ids > 0 {
+        log::warn(&format!(
+            "{} VMs have no readable or unique config.instanceUuid; their IDs use the \
+             managed object ID instead and change if the VM is re-registered",
+            builder.moref_ids
+        ));
+    }
+    if builder.unknown_power > 0 {
+        log::warn(&format!(
+            "{} VMs have no readable runtime.powerState; they are listed as powered off \
+             and not collected",
+            builder.unknown_power
+        ));
+    }
+    Ok(inventory)
 }
 
 fn read_objects(session: &mut Session, page_size: u32) -> Result<Objects, VimError> {
@@ -223,6 +239,10 @@ fn create_container_view(session: &mut Session) -> Result<MoRef, VimError> {
 struct InventoryBuilder<'a> {
     prefix: &'a str,
     objects: &'a Objects,
+    /// VMs whose ID uses the managed object ID for want of a unique instance UUID.
+    moref_ids: usize,
+    /// VMs without a readable power state, listed as powered off.
+    unknown_power: usize,
 }
 
 /// The links of one host, which its VMs inherit.
@@ -234,10 +254,15 @@ struct HostLinks {
 
 impl<'a> InventoryBuilder<'a> {
     fn new(prefix: &'a str, objects: &'a Objects) -> Self {
-        Self { prefix, objects }
+        Self {
+            prefix,
+            objects,
+            moref_ids: 0,
+            unknown_power: 0,
+        }
     }
 
-    fn build(&self) -> Inventory {
+    fn build(&mut self) -> Inventory {
         let mut inventory = Inventory::default();
         let mut host_links = HashMap::new();
 
@@ -299,10 +324,8 @@ impl<'a> InventoryBuilder<'a> {
         (record, links)
     }
 
-    fn vms(&self, host_links: &HashMap<String, HostLinks>) -> Vec<Vm> {
+    fn vms(&mut self, host_links: &HashMap<String, HostLinks>) -> Vec<Vm> {
         let mut used_ids = HashSet::new();
-        let mut moref_ids = 0;
-        let mut unknown_power = 0;
         let mut vms = Vec::with_capacity(self.objects.vms.len());
 
         for object in &self.objects.vms {
@@ -312,13 +335,13 @@ impl<'a> InventoryBuilder<'a> {
                     self.id(&uuid.to_ascii_lowercase())
                 }
                 _ => {
-                    moref_ids += 1;
+                    self.moref_ids += 1;
                     self.id(moref)
                 }
             };
             let power_state = power_state(object.text("runtime.powerState"));
             if power_state.is_none() {
-                unknown_power += 1;
+                self.unknown_power += 1;
             }
             let parent = object.moref("parent").map(|parent| parent.value);
             let host = object.moref("runtime.host").map(|host| host.value);
@@ -347,18 +370,6 @@ impl<'a> InventoryBuilder<'a> {
             });
         }
 
-        if moref_ids > 0 {
-            log::warn(&format!(
-                "{moref_ids} VMs have no readable or unique config.instanceUuid; their IDs \
-                 use the managed object ID instead and change if the VM is re-registered"
-            ));
-        }
-        if unknown_power > 0 {
-            log::warn(&format!(
-                "{unknown_power} VMs have no readable runtime.powerState; they are listed \
-                 as powered off and not collected"
-            ));
-        }
         vms
     }
 }
@@ -402,4 +413,189 @@ fn positive<T: TryFrom<i64>>(value: Option<i64>) -> Option<T> {
     value
         .filter(|value| *value > 0)
         .and_then(|value| T::try_from(value).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::property::objects_from_response;
+
+    fn object(kind: &str, moref: &str, properties: &[(&str, &str)]) -> String {
+        let mut xml = format!("<objects><obj type=\"{kind}\">{moref}</obj>");
+        for (path, value) in properties {
+            let value = match value.split_once(':') {
+                Some((kind, id)) if kind.chars().next().is_some_and(char::is_uppercase) => {
+                    format!("<val type=\"{kind}\">{id}</val>")
+                }
+                _ => format!("<val>{value}</val>"),
+            };
+            xml.push_str(&format!("<propSet><name>{path}</name>{value}</propSet>"));
+        }
+        xml.push_str("</objects>");
+        xml
+    }
+
+    fn estate() -> Objects {
+        let objects = [
+            object(
+                "Datacenter",
+                "datacenter-2",
+                &[("name", "DC0"), ("parent", "Folder:group-d1")],
+            ),
+            object(
+                "Folder",
+                "folder-3",
+                &[("name", "vm"), ("parent", "Datacenter:datacenter-2")],
+            ),
+            object(
+                "Folder",
+                "folder-9",
+                &[("name", "a%2fb"), ("parent", "Folder:folder-3")],
+            ),
+            object(
+                "Folder",
+                "folder-4",
+                &[("name", "host"), ("parent", "Datacenter:datacenter-2")],
+            ),
+            object(
+                "ClusterComputeResource",
+                "domain-c7",
+                &[("name", "C0"), ("parent", "Folder:folder-4")],
+            ),
+            object(
+                "ComputeResource",
+                "domain-s8",
+                &[("name", "esx9"), ("parent", "Folder:folder-4")],
+            ),
+            object(
+                "HostSystem",
+                "host-10",
+                &[
+                    ("name", "esx1"),
+                    ("parent", "ClusterComputeResource:domain-c7"),
+                    ("runtime.connectionState", "connected"),
+                ],
+            ),
+            object(
+                "HostSystem",
+                "host-11",
+                &[
+                    ("name", "esx9"),
+                    ("parent", "ComputeResource:domain-s8"),
+                    ("runtime.connectionState", "notResponding"),
+                ],
+            ),
+            object(
+                "VirtualMachine",
+                "vm-20",
+                &[
+                    ("name", "web%2f01 &amp; %25"),
+                    ("parent", "Folder:folder-9"),
+                    ("runtime.powerState", "poweredOn"),
+                    ("runtime.host", "HostSystem:host-10"),
+                    (
+                        "config.instanceUuid",
+                        "5027AB00-0000-0000-0000-000000000001",
+                    ),
+                    ("config.hardware.numCPU", "2"),
+                    ("config.hardware.memoryMB", "4096"),
+                    ("guest.toolsRunningStatus", "guestToolsRunning"),
+                    ("guest.ipAddress", "10.0.0.5"),
+                ],
+            ),
+            object(
+                "VirtualMachine",
+                "vm-21",
+                &[
+                    ("name", "standalone"),
+                    ("parent", "Folder:folder-3"),
+                    ("runtime.powerState", "suspended"),
+                    ("runtime.host", "HostSystem:host-11"),
+                    ("guest.toolsVersionStatus2", "guestToolsNotInstalled"),
+                ],
+            ),
+        ];
+        let response = format!(
+            "<RetrievePropertiesExResponse><returnval>{}</returnval></RetrievePropertiesExResponse>",
+            objects.concat()
+        );
+        let mut estate = Objects::default();
+        for object in objects_from_response(&response) {
+            estate.add(object);
+        }
+        estate
+    }
+
+    #[test]
+    fn links_follow_parent_chains() {
+        let estate = estate();
+        let inventory = InventoryBuilder::new("f9958083", &estate).build();
+
+        assert_eq!(inventory.datacenters.len(), 1);
+        assert_eq!(inventory.datacenters[0].id, "f9958083.datacenter-2");
+        assert_eq!(
+            inventory.clusters.len(),
+            1,
+            "a standalone host is no cluster"
+        );
+        let datacenter_id = Some("f9958083.datacenter-2".to_owned());
+        assert_eq!(inventory.clusters[0].datacenter_id, datacenter_id);
+
+        let clustered = &inventory.hosts[0];
+        assert_eq!(clustered.cluster_id.as_deref(), Some("f9958083.domain-c7"));
+        assert_eq!(clustered.datacenter_id, datacenter_id);
+        assert!(clustered.connected);
+        let standalone = &inventory.hosts[1];
+        assert_eq!(standalone.cluster_id, None);
+        assert_eq!(standalone.datacenter_id, datacenter_id);
+        assert!(!standalone.connected);
+    }
+
+    #[test]
+    fn vm_fields_and_ids() {
+        let estate = estate();
+        let inventory = InventoryBuilder::new("f9958083", &estate).build();
+        let vm = &inventory.vms[0];
+
+        assert_eq!(vm.id, "f9958083.5027ab00-0000-0000-0000-000000000001");
+        assert_eq!(vm.name, "web/01 & %");
+        assert_eq!(vm.source_ref.as_deref(), Some("vm-20"));
+        assert_eq!(vm.host_id.as_deref(), Some("f9958083.host-10"));
+        assert_eq!(vm.cluster_id.as_deref(), Some("f9958083.domain-c7"));
+        assert_eq!(vm.datacenter_id.as_deref(), Some("f9958083.datacenter-2"));
+        assert_eq!(vm.folder.as_deref(), Some("/DC0/vm/a%2fb"));
+        assert_eq!(vm.power_state, PowerState::PoweredOn);
+        assert_eq!(vm.vcpus, Some(2));
+        assert_eq!(vm.memory_mb, Some(4096));
+        assert_eq!(vm.tools_status, Some(ToolsStatus::Running));
+        assert_eq!(vm.guest_ip.as_deref(), Some("10.0.0.5"));
+        assert_eq!(vm.guest_hostname, None);
+    }
+
+    #[test]
+    fn vm_without_instance_uuid_uses_moref() {
+        let estate = estate();
+        let mut builder = InventoryBuilder::new("f9958083", &estate);
+        let inventory = builder.build();
+        let vm = &inventory.vms[1];
+
+        assert_eq!(builder.moref_ids, 1);
+        assert_eq!(builder.unknown_power, 0);
+
+        assert_eq!(vm.id, "f9958083.vm-21");
+        assert_eq!(vm.cluster_id, None);
+        assert_eq!(vm.datacenter_id.as_deref(), Some("f9958083.datacenter-2"));
+        assert_eq!(vm.folder.as_deref(), Some("/DC0/vm"));
+        assert_eq!(vm.power_state, PowerState::Suspended);
+        assert_eq!(vm.vcpus, None);
+        assert_eq!(vm.tools_status, Some(ToolsStatus::NotInstalled));
+    }
+
+    #[test]
+    fn broken_parent_chain_ends_without_cycle() {
+        let mut estate = estate();
+        estate.nodes.get_mut("folder-3").unwrap().parent = Some("folder-9".to_owned());
+        assert_eq!(estate.folder_path(Some("folder-9")), None);
+        assert_eq!(estate.ancestor(Some("folder-9"), "Datacenter"), None);
+    }
 }

@@ -176,6 +176,16 @@ fn read_page(
     Ok(token)
 }
 
+/// Reads the objects of a RetrievePropertiesEx response, for unit tests of the modules
+/// that interpret them.
+#[cfg(test)]
+pub fn objects_from_response(response: &str) -> Vec<ObjectContent> {
+    let response = crate::xml::parse(response).expect("valid XML");
+    let mut objects = Vec::new();
+    read_page(response, &mut |object| objects.push(object)).expect("a readable page");
+    objects
+}
+
 fn read_object(element: Element) -> Result<ObjectContent, String> {
     let obj = element
         .child("obj")
