@@ -1,7 +1,7 @@
 //! The vSphere collector plugin against the govmomi vCenter simulator (`scripts/vcsim`):
 //! discovery of a 1,500-VM estate, collection in batches of 50, awkward names, stable IDs,
 //! recovery after a vCenter restart, and the errors for a wrong password, a stopped
-//! vCenter and answers that are not SOAP.
+//! vCenter and responses that are not SOAP.
 //!
 //! Run with `-- --nocapture` to see the measured discover and collect times.
 
@@ -390,8 +390,8 @@ fn assert_percent(value: Option<f64>, what: &str, vm: &str) {
     );
 }
 
-/// Every tenth VM (numbers ending in 5) has a CPU limit of 2,000 MHz per vCPU and a
-/// reservation of 1,000 MHz; the others are unlimited with no reservation.
+/// Checks the launcher's CPU allocations. Every tenth VM (numbers ending in 5) has a limit
+/// of 2,000 MHz per vCPU and a reservation of 1,000 MHz. The others have neither.
 fn check_cpu_allocations(vms: &[Vm], samples: &HashMap<String, VmSample>) {
     let mut limited = 0;
     for vm in vms {
@@ -532,8 +532,8 @@ async fn restart_keeps_ids_and_collect_recovers() {
     assert_eq!(ids(&before), ids(&after));
 }
 
-/// Collects log lines; the test that uses it runs on a current-thread runtime, so the
-/// plugin's lines are written on the thread that installed the subscriber.
+/// Log lines written through a test's tracing subscriber. The test runs on a
+/// current-thread runtime, so the plugin's lines reach the subscriber of that thread.
 #[derive(Clone, Default)]
 struct LogBuffer(Arc<Mutex<Vec<u8>>>);
 
@@ -584,7 +584,11 @@ async fn session_is_reused_until_vcenter_restarts() {
     plugin.shutdown().await.unwrap();
     assert_eq!(buffer.count("logged out of vCenter"), 1);
     plugin.collect(&batch).await.unwrap();
-    assert_eq!(buffer.count(login), 3, "a call after shutdown logs in again");
+    assert_eq!(
+        buffer.count(login),
+        3,
+        "a call after shutdown logs in again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -723,8 +727,8 @@ async fn broken_soap_is_protocol_error() {
     }
 }
 
-/// Starts a plain-HTTP peer that reads each whole request, answers `200 OK` with `body`
-/// and closes the connection, and returns its origin. It serves until the test ends.
+/// Starts a plain-HTTP peer and returns its origin. The peer reads each whole request,
+/// responds `200 OK` with `body` and closes the connection, until the test ends.
 async fn serve_once_per_connection(body: String) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());

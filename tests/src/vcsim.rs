@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::fixtures::workspace_root;
 
 /// How long the launcher may take to print its ready line. The first run builds it with
-/// Go, which takes longer than starting 1,500 VMs; this only guards against a hang.
+/// Go, which takes longer than starting 1,500 VMs. The limit only guards against a hang.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The JSON line the launcher prints once it serves.
@@ -66,8 +66,8 @@ pub struct Vcsim {
 
 struct Launched {
     child: Child,
-    // The launcher writes nothing after the ready line; the pipe stays open so a late write
-    // cannot fail with SIGPIPE.
+    // The launcher writes nothing after the ready line. The pipe stays open anyway, so a
+    // late write cannot fail with SIGPIPE.
     _stdout: BufReader<ChildStdout>,
 }
 
@@ -76,7 +76,7 @@ impl Vcsim {
     ///
     /// # Panics
     ///
-    /// When the launcher fails or prints no ready line; the panic quotes its log.
+    /// When the launcher fails or prints no ready line. The panic message quotes its log.
     pub fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("cannot create a temporary folder");
         let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
@@ -107,7 +107,7 @@ impl Vcsim {
     }
 
     /// Stops the launcher and starts it again on the same port with the same flags. The
-    /// estate and its IDs are the same; sessions and views are gone.
+    /// estate and its IDs stay the same, but sessions and views are gone.
     pub fn restart(&mut self) {
         self.stop();
         let listen = format!("127.0.0.1:{}", self.ready.port);

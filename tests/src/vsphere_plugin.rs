@@ -16,7 +16,7 @@ use crate::fixtures::workspace_root;
 ///
 /// # Panics
 ///
-/// When cargo fails; its output then says why.
+/// When cargo fails. Its output above the panic shows the cause.
 pub fn component() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {

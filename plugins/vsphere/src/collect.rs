@@ -1,11 +1,15 @@
 //! `collect`: the newest real-time sample and the VMware Tools data of a batch of VMs.
 //!
-//! Per batch of at most [`MAX_BATCH`] VMs: CurrentTime (vCenter's clock, which ends the
-//! query window, and a keep-alive), the counter catalog when the session has none yet,
-//! QueryPerf calls sized to the metric limit, and one RetrievePropertiesEx for the
-//! batch's Tools and CPU allocation properties. A fault on a QueryPerf call is retried on
-//! each half of its VMs until the VM that causes it is alone; that VM gets an entry in
-//! `errors` and the others keep their samples.
+//! Each pass over at most [`MAX_BATCH`] VMs sends these requests:
+//!
+//! 1. CurrentTime, whose result ends the query window and which keeps the session alive.
+//! 2. The counter catalog, when the session has none yet (see [`crate::counters`]).
+//! 3. QueryPerf calls sized to the metric limit.
+//! 4. One RetrievePropertiesEx for the Tools and CPU allocation properties of the VMs.
+//!
+//! A QueryPerf call that faults is retried on each half of its VMs until the VM that
+//! causes the fault is alone. That VM gets an entry in `errors`, and the others keep their
+//! samples.
 
 use std::collections::HashMap;
 
@@ -19,8 +23,8 @@ use crate::sample::{self, PerfValues, VmProperties};
 use crate::session::Session;
 use crate::soap::MoRef;
 
-/// The most VMs handled in one pass. The host sends batches of this size; a larger batch
-/// is worked through in passes.
+/// The max number of VMs handled in one pass. The host sends batches of this size, and a
+/// larger batch is worked through in several passes.
 pub const MAX_BATCH: usize = 50;
 
 const PROPERTY_SPECS: &[PropertySpec] = &[PropertySpec {
@@ -43,7 +47,7 @@ struct Target<'a> {
     moref: MoRef,
 }
 
-/// What one pass gathered.
+/// The data one pass gathered.
 #[derive(Default)]
 struct PassData {
     now_ms: i64,
@@ -58,7 +62,7 @@ struct PassData {
 /// # Errors
 ///
 /// Only failures of the whole batch: vCenter unreachable, the session lost for good, an
-/// unreadable answer. A fault about one VM goes in the result's `errors`.
+/// unreadable response. A fault about one VM goes in the result's `errors`.
 pub fn collect(session: &mut Session, vms: &[Vm]) -> Result<CollectResult, PluginError> {
     let mut result = CollectResult::default();
     let mut targets = Vec::with_capacity(vms.len());
@@ -71,7 +75,7 @@ pub fn collect(session: &mut Session, vms: &[Vm]) -> Result<CollectResult, Plugi
             _ => result.errors.push(VmError {
                 vm_id: vm.id.clone(),
                 error: PluginError::Other(
-                    "the VM has no source-ref (managed object ID); it was not discovered by \
+                    "the VM has no source-ref (managed object ID), so it was not discovered by \
                      this vSphere collector"
                         .to_owned(),
                 ),
@@ -101,7 +105,7 @@ fn gather(session: &mut Session, targets: &[Target]) -> Result<PassData, VimErro
     Ok(data)
 }
 
-/// Runs one QueryPerf; on a fault, runs each half of its VMs separately, down to one VM.
+/// Runs one QueryPerf. On a fault, it runs each half of the VMs separately, down to one VM.
 fn query_splitting_faults(
     session: &mut Session,
     specs: &[QuerySpec],
@@ -169,7 +173,7 @@ fn read_properties(
         Ok(()) => Ok(properties),
         Err(VimError::Fault(fault)) if !fault.is_not_authenticated() => {
             log::warn(&format!(
-                "reading VMware Tools data of {} VMs failed ({fault}); their samples have \
+                "reading VMware Tools data of {} VMs failed ({fault}), so their samples have \
                  no guest fields or CPU allocations",
                 morefs.len()
             ));

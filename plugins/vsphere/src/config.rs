@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use vmpulse_plugin_sdk::PluginError;
 
-/// Objects per RetrievePropertiesEx page unless `page_size` says otherwise. vCenter pages
+/// Objects per RetrievePropertiesEx page unless `page_size` sets another number. vCenter pages
 /// at about this size on its own.
 const DEFAULT_PAGE_SIZE: u32 = 100;
 
@@ -23,7 +23,7 @@ pub struct Config {
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// Replaces vCenter's `config.vpxd.stats.maxQueryMetrics` as the number of
-    /// (entity, counter) pairs one QueryPerf may ask for; -1 means no limit.
+    /// (entity, counter) pairs one QueryPerf may request. -1 means no limit.
     #[serde(default)]
     pub max_query_metrics: Option<i64>,
 }
@@ -64,7 +64,7 @@ impl Config {
             && limit < 1
         {
             return Err(format!(
-                "invalid config: `max_query_metrics` is {limit}; use a positive number \
+                "invalid config: `max_query_metrics` is {limit}. Use a positive number \
                  or -1 for no limit"
             ));
         }

@@ -45,13 +45,13 @@ pub enum Counter {
     SysUptime,
 }
 
-/// How a counter is asked for.
+/// A counter and the instances to request of it.
 #[derive(Debug, Clone, Copy)]
 pub struct CounterSpec {
     pub counter: Counter,
     /// `group.name.rollup` as vCenter names it.
     pub name: &'static str,
-    /// Whether to ask for every instance (`*`) rather than the aggregate (`""`). A VM's
+    /// Whether to request every instance (`*`) rather than the aggregate (`""`). A VM's
     /// virtualDisk counters are reported per virtual disk (`scsi0:0`), without an
     /// aggregate, so the collector combines the instances itself.
     pub per_instance: bool,
@@ -117,7 +117,7 @@ pub const COUNTERS: &[CounterSpec] = &[
 pub struct PerfCatalog {
     /// The key of each counter in [`COUNTERS`] this vCenter has, in that order.
     pub keys: Vec<(Counter, i32)>,
-    /// The most (entity, counter) pairs one QueryPerf may ask for; `None` for no limit.
+    /// The max number of (entity, counter) pairs per QueryPerf, or `None` for no limit.
     pub max_query_metrics: Option<usize>,
 }
 
@@ -210,8 +210,8 @@ fn counter_keys(array: &Element) -> Vec<(Counter, i32)> {
 }
 
 /// Reads `config.vpxd.stats.maxQueryMetrics`. An unset option (InvalidName) or one the
-/// user may not read means vCenter's default, 64 before vSphere 6.5 and 256 since; -1
-/// means no limit.
+/// user may not read means vCenter's default: 64 before vSphere 6.5 and 256 since. The
+/// value -1 means no limit.
 ///
 /// NOTE: public collectors (Telegraf, the Datadog check) apply this limit to historical
 /// queries only. This collector applies it to real-time queries too, which costs extra
@@ -229,8 +229,8 @@ fn read_max_query_metrics(session: &mut Session) -> Result<Option<usize>, VimErr
         Err(VimError::Fault(fault)) if !fault.is_not_authenticated() => {
             if fault.name != "InvalidName" {
                 log::warn(&format!(
-                    "reading {MAX_QUERY_METRICS_OPTION} failed ({fault}); assuming \
-                     vCenter's default of {default}"
+                    "reading {MAX_QUERY_METRICS_OPTION} failed ({fault}), so the collector \
+                     assumes vCenter's default of {default}"
                 ));
             }
             return Ok(Some(default));
@@ -247,8 +247,8 @@ fn read_max_query_metrics(session: &mut Session) -> Result<Option<usize>, VimErr
         Some(limit) if limit > 0 => Some(usize::try_from(limit).unwrap_or(usize::MAX)),
         _ => {
             log::warn(&format!(
-                "{MAX_QUERY_METRICS_OPTION} has no usable value; assuming vCenter's \
-                 default of {default}"
+                "{MAX_QUERY_METRICS_OPTION} has no usable value, so the collector \
+                 assumes vCenter's default of {default}"
             ));
             Some(default)
         }

@@ -32,14 +32,14 @@ impl std::fmt::Display for Fault {
     }
 }
 
-/// Why a vim25 request failed.
+/// The failure of one vim25 request.
 #[derive(Debug, Clone)]
 pub enum VimError {
     /// The HTTP exchange failed: connection refused, timeout, TLS, denied origin.
     Http(HttpError),
-    /// vCenter answered with a SOAP fault.
+    /// vCenter returned a SOAP fault.
     Fault(Fault),
-    /// The answer was not the SOAP response the request expects.
+    /// The response was not the SOAP response the request expects.
     Protocol(String),
 }
 
@@ -72,15 +72,15 @@ impl From<VimError> for PluginError {
             VimError::Http(err) => err.into(),
             VimError::Fault(fault) => match fault.name.as_str() {
                 "InvalidLogin" => PluginError::Auth(format!(
-                    "{fault}: vCenter rejected the user name or password; check `username` \
+                    "{fault}: vCenter rejected the user name or password. Check `username` \
                      and the `password` secret"
                 )),
                 "NotAuthenticated" => PluginError::Auth(format!(
                     "{fault}: vCenter did not accept the session even after a new login"
                 )),
                 "NoPermission" => PluginError::Auth(format!(
-                    "{fault}: the vCenter user lacks a privilege this collector needs; \
-                     grant it the Read-only role on the inventory"
+                    "{fault}: the vCenter user lacks a privilege this collector needs. \
+                     Grant it the Read-only role on the inventory"
                 )),
                 _ => PluginError::Protocol(fault.to_string()),
             },

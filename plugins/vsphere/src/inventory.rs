@@ -1,7 +1,7 @@
 //! `discover`: the datacenters, clusters, hosts and VMs of one vCenter.
 //!
-//! One container view over the root folder lists every object; one paged
-//! RetrievePropertiesEx reads their properties; the view is destroyed afterwards. Links
+//! One container view over the root folder lists every object, one paged
+//! RetrievePropertiesEx reads their properties, and then the view is destroyed. Links
 //! follow `parent` chains: a host's parent is its cluster (or a standalone compute
 //! resource), a cluster's parent is the datacenter's host folder or a folder below it, and
 //! a VM's parent is a VM folder. Folders and compute resources are read only to walk those
@@ -158,14 +158,14 @@ fn describe_missing(object: &ObjectContent) -> Option<String> {
 ///
 /// # Errors
 ///
-/// Any error of the session or of reading the properties; a property vCenter could not
-/// read for one object is no error, only an absent field.
+/// Any error of the session or of reading the properties. A property that vCenter could
+/// not read for one object is no error, only an absent field.
 pub fn discover(session: &mut Session) -> Result<Inventory, PluginError> {
     let page_size = session.config().page_size;
     let objects = session.run(|session| read_objects(session, page_size))?;
     if objects.incomplete > 0 {
         log::warn(&format!(
-            "vCenter did not return every property of {} objects (first: {}); those \
+            "vCenter did not return every property of {} objects (first: {}), so those \
              fields are left empty",
             objects.incomplete,
             objects.first_missing.as_deref().unwrap_or("unknown")
@@ -179,14 +179,14 @@ pub fn discover(session: &mut Session) -> Result<Inventory, PluginError> {
     let inventory = builder.build();
     if builder.moref_ids > 0 {
         log::warn(&format!(
-            "{} VMs have no readable or unique config.instanceUuid; their IDs use the \
+            "{} VMs have no readable or unique config.instanceUuid, so their IDs use the \
              managed object ID instead and change if the VM is re-registered",
             builder.moref_ids
         ));
     }
     if builder.unknown_power > 0 {
         log::warn(&format!(
-            "{} VMs have no readable runtime.powerState; they are listed as powered off \
+            "{} VMs have no readable runtime.powerState, so they are listed as powered off \
              and not collected",
             builder.unknown_power
         ));
@@ -391,9 +391,9 @@ fn power_state(text: Option<&str>) -> Option<PowerState> {
     }
 }
 
-/// Reads the VMware Tools state. `guest.toolsVersionStatus2` is the only property that
-/// says Tools are not installed; `guest.guestState` stands in when the running status is
-/// unreadable.
+/// Reads the VMware Tools state. The running status cannot express Tools that are not
+/// installed, so `guest.toolsVersionStatus2` is checked first. `guest.guestState` is the
+/// fallback when the running status is unreadable.
 pub fn tools_status(object: &ObjectContent) -> Option<ToolsStatus> {
     if object.text("guest.toolsVersionStatus2") == Some("guestToolsNotInstalled") {
         return Some(ToolsStatus::NotInstalled);
@@ -516,7 +516,8 @@ mod tests {
             ),
         ];
         let response = format!(
-            "<RetrievePropertiesExResponse><returnval>{}</returnval></RetrievePropertiesExResponse>",
+            "<RetrievePropertiesExResponse><returnval>{}</returnval>\
+             </RetrievePropertiesExResponse>",
             objects.concat()
         );
         let mut estate = Objects::default();

@@ -1,9 +1,9 @@
 //! The vmpulse collector for VMware vSphere.
 //!
-//! It speaks the vim25 SOAP API of one vCenter through the host's outgoing HTTP: `discover`
-//! lists datacenters, clusters, hosts and VMs, `collect` reads the newest real-time
-//! performance sample and the VMware Tools data of a batch of VMs, and `shutdown` logs
-//! out. Declared in the host's config file as:
+//! It speaks the vim25 SOAP API of one vCenter through the host's outgoing HTTP.
+//! `discover` lists datacenters, clusters, hosts and VMs. `collect` reads the newest
+//! real-time performance sample and the VMware Tools data of a batch of VMs. `shutdown`
+//! logs out. A declaration in the host's config file looks like this:
 //!
 //! ```toml
 //! [[plugins]]
@@ -16,7 +16,7 @@
 //! config = { url = "https://vc.lab.example/sdk", username = "monitor@vsphere.local" }
 //! ```
 //!
-//! The `config` keys are in [`config::Config`]; IDs are described in [`ids`], the unit
+//! The `config` keys are in [`config::Config`], the ID scheme in [`ids`] and the unit
 //! conversions in [`sample`].
 
 mod collect;

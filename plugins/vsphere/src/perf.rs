@@ -1,7 +1,7 @@
 //! Real-time performance queries: planning QueryPerf calls under the metric limit and
-//! reading their answers.
+//! reading their results.
 //!
-//! Each query asks for the 20-second real-time interval with `maxSample` 1 in a window
+//! Each query requests the 20-second real-time interval with `maxSample` 1 in a window
 //! that ends at vCenter's current time, so it returns the newest sample of each counter
 //! and nothing older than the window. One sample per series keeps each value aligned with
 //! its `sampleInfo`, which matters because a series can be shorter than its sample list
@@ -17,14 +17,13 @@ use crate::xml::Element;
 /// vCenter's real-time interval ID, in seconds.
 pub const REALTIME_INTERVAL_ID: u32 = 20;
 
-/// How far back a sample may lie. vCenter publishes a real-time sample some seconds after
-/// its interval ends; a VM without a sample in this window is reported as having none
-/// rather than with stale values.
+/// The max age of a sample. vCenter publishes a real-time sample some seconds after its
+/// interval ends. A VM without a sample in this window gets no values, not stale ones.
 pub const WINDOW_MS: i64 = 120_000;
 
-/// The instance that asks for the aggregate over all instances.
+/// The instance that requests the aggregate over all instances.
 const AGGREGATE: &str = "";
-/// The instance that asks for every instance. The govmomi simulator echoes it back as an
+/// The instance that requests every instance. The govmomi simulator echoes it back as an
 /// instance name instead of expanding it, so it is never read as a real instance.
 pub const ALL_INSTANCES: &str = "*";
 
@@ -93,7 +92,7 @@ pub fn plan_queries(entities: &[MoRef], catalog: &PerfCatalog) -> Vec<Vec<QueryS
 }
 
 /// Sends one QueryPerf for `specs` over the window ending at `end_ms` and returns the
-/// newest sample of each entity vCenter answered for. vCenter leaves out entities
+/// newest sample of each entity in vCenter's result. vCenter leaves out entities
 /// without real-time data, such as powered-off VMs.
 ///
 /// # Errors

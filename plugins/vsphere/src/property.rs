@@ -1,10 +1,10 @@
 //! Reading properties with the PropertyCollector.
 //!
 //! [`retrieve`] sends one RetrievePropertiesEx with `maxObjects` and follows the
-//! ContinueRetrievePropertiesEx tokens until vCenter returns none, handing each object to
-//! the caller as its page is read, so no more than one page is held at once. A property
-//! vCenter could not read (NoPermission, unset) comes back in the object's `missingSet`
-//! and is simply absent from [`ObjectContent`]; it costs no other property or object.
+//! ContinueRetrievePropertiesEx tokens until vCenter returns none. It hands each object to
+//! the caller as its page is read, so memory is bounded by one page. A property that
+//! vCenter could not read (NoPermission, unset) comes back in the object's `missingSet`.
+//! It is absent from [`ObjectContent`] and costs no other property or object.
 
 use crate::error::VimError;
 use crate::session::Session;
@@ -56,7 +56,7 @@ impl ObjectContent {
         self.text(path).filter(|text| !text.is_empty())
     }
 
-    /// Returns an integer property; text that is not an integer counts as absent.
+    /// Returns an integer property. Text that is not an integer counts as absent.
     pub fn integer(&self, path: &str) -> Option<i64> {
         self.text(path)?.trim().parse().ok()
     }

@@ -16,7 +16,7 @@
 //! | sys.uptime | s | uptime |
 //! | guest.disk capacity, freeSpace | bytes, per file system | summed, MB (÷ 2^20) and % |
 //!
-//! A value vCenter did not report stays `None`; nothing defaults to 0.
+//! A value that vCenter did not report stays `None`, and nothing defaults to 0.
 
 use vmpulse_plugin_sdk::{Layer, VmSample};
 
@@ -25,8 +25,8 @@ use crate::perf::{ALL_INSTANCES, EntitySample};
 
 const KB_PER_MB: f64 = 1024.0;
 const BYTES_PER_MB: f64 = 1024.0 * 1024.0;
-/// vSphere's network rates are in KBps; the WIT fields are in bits per second, with
-/// 1 KB = 1000 bytes as network rates usually count.
+/// Bits per KB of vSphere's network rates (KBps). Network rates count 1 KB as 1000 bytes,
+/// and the WIT fields are in bits per second.
 const BITS_PER_KB: f64 = 8000.0;
 
 /// The counter values of one VM's newest sample.
@@ -60,7 +60,7 @@ impl PerfValues {
                 continue;
             }
             if let Some(counter) = catalog.counter(*key) {
-                // Counter values are integers far below 2^53, so f64 holds them exactly.
+                // Counter values are integers far below 2^53, so an f64 represents them exactly.
                 self.values.push((counter, instance.clone(), *value as f64));
             }
         }
@@ -112,7 +112,7 @@ pub struct VmProperties {
     pub powered_on: bool,
     pub tools_running: bool,
     pub vcpus: Option<u32>,
-    /// `config.cpuAllocation.limit` in MHz; -1 means unlimited.
+    /// `config.cpuAllocation.limit` in MHz, where -1 means unlimited.
     pub cpu_limit_mhz: Option<i64>,
     pub cpu_reservation_mhz: Option<i64>,
     /// Capacity and free space of every guest file system, in bytes.
@@ -202,7 +202,7 @@ fn fill_vsphere(
     sample.system.uptime = perf.aggregate(Counter::SysUptime);
 }
 
-/// Returns a CPU allocation in MHz; -1 (unlimited) and other negative values are `None`.
+/// Returns a CPU allocation in MHz. -1 (unlimited) and other negative values are `None`.
 fn mhz(value: Option<i64>) -> Option<f64> {
     value.filter(|v| *v >= 0).map(|v| v as f64)
 }
@@ -226,7 +226,7 @@ fn fill_guest(sample: &mut VmSample, properties: &VmProperties) -> bool {
         filled = true;
     }
 
-    // Quick stats read 0 when vCenter has no figure; a running VM has been up longer.
+    // Quick stats read 0 when vCenter has no figure, and a running VM has been up longer.
     if sample.system.uptime.is_none()
         && let Some(uptime) = properties.uptime_seconds.filter(|s| *s > 0)
     {

@@ -3,7 +3,7 @@
 //! Every plugin call runs in a fresh WebAssembly instance, so the session lives in host
 //! state under [`STATE_KEY`]: the cookie, the service content and the performance counter
 //! catalog. A call logs in only when no stored session exists, when the stored one was made
-//! for another URL or user, or when vCenter answers `NotAuthenticated` (after a restart or
+//! for another URL or user, or when vCenter returns `NotAuthenticated` (after a restart or
 //! an idle timeout). Then [`Session::run`] logs in again, and the operation it retries
 //! recreates its own server-side objects (container views) and reloads the counter
 //! catalog, whose keys may differ after an upgrade.
@@ -37,7 +37,7 @@ pub struct ServiceContent {
     pub setting: Option<MoRef>,
 }
 
-/// What is kept in host state between calls.
+/// The session data kept in host state between calls.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSession {
     url: String,
@@ -63,7 +63,7 @@ impl Session {
     /// # Errors
     ///
     /// `Unreachable` when vCenter cannot be reached, `Auth` for a rejected login, `Config`
-    /// without the `password` secret, `Protocol` for an answer that is not vim25 SOAP.
+    /// without the `password` secret, `Protocol` for a response that is not vim25 SOAP.
     pub fn open(config: &Config) -> Result<Self, PluginError> {
         let (stored, changed) = match load_stored(config) {
             Some(stored) if stored.authenticated => (stored, false),
@@ -91,7 +91,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// Any [`VimError`]; `NotAuthenticated` faults are for [`Session::run`] to handle.
+    /// Any [`VimError`]. [`Session::run`] handles `NotAuthenticated` faults.
     pub fn call(&mut self, request: &RequestBody) -> Result<Element, VimError> {
         let response = soap::call(
             &self.config.url,
@@ -121,7 +121,8 @@ impl Session {
         match operation(self) {
             Err(err) if err.is_not_authenticated() => {
                 log::warn(&format!(
-                    "vCenter {} no longer accepts the session ({err}); logging in again",
+                    "vCenter {} no longer accepts the session ({err}), so the collector logs \
+                     in again",
                     self.config.url
                 ));
                 self.reauthenticate()?;
@@ -195,7 +196,7 @@ impl Session {
     }
 }
 
-/// Logs out of the stored session, if any, and forgets it.
+/// Logs out of the stored session, if any, and removes it from host state.
 pub fn logout(config: &Config) {
     let Some(stored) = load_stored(config) else {
         return;
@@ -263,7 +264,7 @@ fn connect(config: &Config) -> Result<StoredSession, PluginError> {
 fn read_service_content(response: &Element) -> Result<ServiceContent, VimError> {
     let missing = |field: &str| {
         VimError::Protocol(format!(
-            "RetrieveServiceContent returned no {field}; is the URL a vCenter SDK endpoint \
+            "RetrieveServiceContent returned no {field}. Is the URL a vCenter SDK endpoint \
              such as https://vc.example.com/sdk?"
         ))
     };

@@ -1,9 +1,9 @@
 //! vim25 SOAP requests over the SDK's blocking HTTP client.
 //!
-//! [`RequestBody`] writes one method call with every value XML-escaped; [`call`] posts it in
-//! an envelope, checks that the answer is the SOAP response of that method and returns its
-//! element, or the fault vCenter raised. Anything else (an HTML error page from a proxy,
-//! a truncated body, JSON) is a [`VimError::Protocol`] naming what was expected.
+//! [`RequestBody`] writes one method call with every value XML-escaped. [`call`] posts it
+//! in an envelope, checks that the response is the SOAP response of that method and
+//! returns its element, or the fault vCenter raised. Anything else (an HTML error page from
+//! a proxy, a truncated body, JSON) is a [`VimError::Protocol`] naming what was expected.
 
 use serde::{Deserialize, Serialize};
 use vmpulse_plugin_sdk::http::{HttpError, Request, Response};
@@ -138,12 +138,12 @@ pub struct SoapResponse {
 /// Posts `request` to `url` and returns its response element.
 ///
 /// `cookie` is the `vmware_soap_session=…` pair of the session, if any. `api_version` goes
-/// into the SOAPAction header, which tells vCenter which API version the client speaks.
+/// into the SOAPAction header, from which vCenter learns the client's API version.
 ///
 /// # Errors
 ///
 /// [`VimError::Http`] when the exchange fails, [`VimError::Fault`] for a SOAP fault and
-/// [`VimError::Protocol`] when the answer is not the expected SOAP response.
+/// [`VimError::Protocol`] when the response is not the expected SOAP response.
 pub fn call(
     url: &str,
     cookie: Option<&str>,
@@ -268,8 +268,8 @@ fn into_soap_body(root: Element) -> Option<Element> {
         .find(|child| child.namespace == ElementNamespace::SoapEnvelope && child.name == "Body")
 }
 
-/// Reads the fault type from `detail`: vCenter names it in `xsi:type` and in the element
-/// name (`NotAuthenticatedFault`); the type wins when both are present.
+/// Reads the fault type from `detail`. vCenter names it in `xsi:type` and in the element
+/// name (`NotAuthenticatedFault`), and the type wins when both are present.
 fn read_fault(method: &'static str, fault: &Element) -> Fault {
     let message = fault
         .child_text("faultstring")

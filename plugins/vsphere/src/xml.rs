@@ -1,10 +1,10 @@
 //! A small element tree over `quick-xml`, built for reading SOAP responses, and the
 //! escaping used to write requests.
 //!
-//! vCenter and the govmomi simulator declare the XML Schema instance namespace under
-//! different prefixes (`xsi:type` on one element, `XMLSchema-instance:type` on the next),
-//! so the tree resolves namespaces instead of matching prefixes: [`Element::xsi_type`] is
-//! the `type` attribute in that namespace, whatever its prefix.
+//! The govmomi simulator declares the XML Schema instance namespace under two prefixes:
+//! `xsi:type` on fault details, `XMLSchema-instance:type` on property values. So the tree
+//! resolves namespaces instead of matching prefixes. [`Element::xsi_type`] is the `type`
+//! attribute in that namespace, whatever its prefix.
 
 use std::borrow::Cow;
 
@@ -20,12 +20,12 @@ pub const SOAP_ENVELOPE_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const VIM25_NS: &str = "urn:vim25";
 const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
-/// Nesting deeper than any vim25 response; a deeper document is rejected rather than
-/// risking the stack when the tree is dropped.
+/// The max nesting depth, deeper than any vim25 response. A deeper document is rejected
+/// rather than risking the stack when the tree is dropped.
 const MAX_DEPTH: usize = 256;
 
-/// The namespace an element name resolved to. Only the two that the client checks are
-/// told apart, which keeps each of the many thousand elements of a page small.
+/// The namespace of an element name. Only the two that the client checks are kept apart,
+/// which keeps each of the thousands of elements of a page small.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementNamespace {
     SoapEnvelope,
