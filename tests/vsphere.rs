@@ -12,7 +12,9 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use vmpulse::config::PluginConfig;
+use vmpulse::collection::CollectionLoop;
+use vmpulse::config::{CollectionConfig, PluginConfig};
+use vmpulse::live::{LiveState, VmStatus};
 use vmpulse::plugin::bindings::types::{Inventory, Layer, PowerState, ToolsStatus, VmSample};
 use vmpulse::plugin::{GuestError, Plugin, PluginError, PluginRuntime, Vm};
 use vmpulse_tests::fixtures::workspace_root;
@@ -782,4 +784,76 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
         request.extend_from_slice(&buffer[..read]);
     }
     Some(request)
+}
+
+/// The host's collection cycle over the simulator: one batch whose QueryPerf the simulator
+/// delays past the batch deadline costs only that batch's VMs, powered-off VMs are offline
+/// rather than errored, and the first cycle after a vCenter restart collects again.
+#[tokio::test(flavor = "multi_thread")]
+async fn collection_cycle_isolates_slow_batch_and_recovers_after_restart() {
+    let slow_vm = "vm-0101";
+    let mut vcsim = Vcsim::start(&["-vms", "300", "-slow-vm", slow_vm, "-slow-ms", "20000"]);
+    let mut declaration = vcsim_declaration(&vcsim, PASSWORD_VARIABLE, "");
+    declaration.call_timeout_secs = 3.0;
+    let plugin = Arc::new(runtime().load(&declaration).await.unwrap());
+    let live = Arc::new(LiveState::default());
+    let cycle = CollectionLoop::new(
+        plugin,
+        vec![],
+        CollectionConfig::default(),
+        live.clone(),
+        vec![],
+    );
+
+    let first = cycle.run_cycle().await;
+    let slow_batch_size = batch_size_containing(&live, slow_vm);
+    vcsim.restart();
+    let after_restart = cycle.run_cycle().await;
+
+    assert_eq!(first.vms_scheduled, vcsim.ready.powered_on);
+    assert_eq!(first.batches_failed, 1);
+    assert_eq!(first.vms_failed, slow_batch_size);
+    assert_eq!(
+        first.vms_collected,
+        vcsim.ready.powered_on - slow_batch_size
+    );
+    assert_eq!(
+        after_restart.vms_failed, slow_batch_size,
+        "{after_restart:?}"
+    );
+    assert_eq!(after_restart.vms_collected, first.vms_collected);
+    let statuses = live.read(|data| {
+        let now = vmpulse::collection::now_ms();
+        let interval = std::time::Duration::from_secs(30);
+        let mut counts: HashMap<VmStatus, usize> = HashMap::new();
+        for record in data.vms.values() {
+            *counts
+                .entry(record.status(&HashSet::new(), now, interval))
+                .or_default() += 1;
+        }
+        counts
+    });
+    assert_eq!(
+        statuses[&VmStatus::Offline],
+        vcsim.ready.powered_off + vcsim.ready.suspended
+    );
+    assert_eq!(statuses[&VmStatus::Error], slow_batch_size);
+    assert_eq!(statuses[&VmStatus::Online], first.vms_collected);
+}
+
+/// Returns the size of the cycle's batch that holds the VM named `name`: the cycle sorts
+/// powered-on VMs by ID and cuts batches of 50.
+fn batch_size_containing(live: &LiveState, name: &str) -> usize {
+    let mut ids: Vec<(String, String)> = live.read(|data| {
+        data.vms
+            .values()
+            .filter(|r| r.vm.power_state == PowerState::PoweredOn)
+            .map(|r| (r.vm.id.clone(), r.vm.name.clone()))
+            .collect()
+    });
+    ids.sort();
+    ids.chunks(BATCH)
+        .find(|batch| batch.iter().any(|(_, vm_name)| vm_name == name))
+        .map(<[_]>::len)
+        .expect("the slow VM is powered on")
 }

@@ -14,7 +14,7 @@ use crate::metrics::RealtimeMetrics;
 use crate::plugin::bindings::types::{Cluster, Datacenter, HostSystem, Inventory, PowerState, Vm};
 
 /// A VM's state as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VmStatus {
     /// Powered on, with data from the latest cycles.

@@ -162,7 +162,15 @@ impl Request {
         let pending = outgoing_handler::handle(request, options)
             .map_err(|code| map_error_code(&self.url, code))?;
 
-        self.write_body(outgoing_body)?;
+        if let Err(write_error) = self.write_body(outgoing_body) {
+            // A refused or reset connection breaks the body stream first; the response
+            // future carries the real cause, so report that when there is one.
+            pending.subscribe().block();
+            if let Some(Ok(Err(code))) = pending.get() {
+                return Err(map_error_code(&self.url, code));
+            }
+            return Err(write_error);
+        }
 
         pending.subscribe().block();
         let response = match pending.get() {
