@@ -40,6 +40,8 @@ pub struct ReadyLine {
     pub suspended: usize,
     pub tools_not_running: usize,
     pub awkward_vms: Vec<VmEntry>,
+    /// The launcher's process id, for measuring its CPU time.
+    pub pid: u32,
 }
 
 /// One VM as the ready line describes it.

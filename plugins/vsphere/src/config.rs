@@ -22,8 +22,9 @@ pub struct Config {
     /// `maxObjects` of every RetrievePropertiesEx page.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
-    /// Replaces vCenter's `config.vpxd.stats.maxQueryMetrics` as the number of
-    /// (entity, counter) pairs one QueryPerf may request. -1 means no limit.
+    /// The most (entity, counter) pairs one QueryPerf may request; unset or -1 means no
+    /// limit. Set it to vCenter's `config.vpxd.stats.maxQueryMetrics` if real-time queries
+    /// of a batch fail with a fault about query size.
     #[serde(default)]
     pub max_query_metrics: Option<i64>,
 }

@@ -6,16 +6,12 @@
 //! property, once per session.
 
 use serde::{Deserialize, Serialize};
-use vmpulse_plugin_sdk::log;
 
 use crate::error::VimError;
 use crate::property::{self, PropertySpec, Selection};
 use crate::session::Session;
-use crate::soap::RequestBody;
 use crate::xml::Element;
 
-/// The advanced setting that caps the metrics of one performance query.
-const MAX_QUERY_METRICS_OPTION: &str = "config.vpxd.stats.maxQueryMetrics";
 
 /// A performance counter the collector maps to a sample field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,10 +152,14 @@ pub fn load_catalog(session: &mut Session) -> Result<PerfCatalog, VimError> {
                 .to_owned(),
         ));
     }
-    let max_query_metrics = match session.config().max_query_metrics {
-        Some(configured) => usize::try_from(configured).ok(),
-        None => read_max_query_metrics(session)?,
-    };
+    // vCenter's `config.vpxd.stats.maxQueryMetrics` guards its statistics database, which
+    // historical queries read; real-time (20 s) queries are served by the hosts, and
+    // Telegraf and the Datadog check do not apply the limit to them either. So there is no
+    // limit unless the config sets one. A query vCenter still rejects is split in halves.
+    let max_query_metrics = session
+        .config()
+        .max_query_metrics
+        .and_then(|configured| usize::try_from(configured).ok());
     Ok(PerfCatalog {
         keys,
         max_query_metrics,
@@ -209,64 +209,6 @@ fn counter_keys(array: &Element) -> Vec<(Counter, i32)> {
     keys
 }
 
-/// Reads `config.vpxd.stats.maxQueryMetrics`. An unset option (InvalidName) or one the
-/// user may not read means vCenter's default: 64 before vSphere 6.5 and 256 since. The
-/// value -1 means no limit.
-///
-/// NOTE: public collectors (Telegraf, the Datadog check) apply this limit to historical
-/// queries only. This collector applies it to real-time queries too, which costs extra
-/// QueryPerf calls when the limit is small but never trips it.
-fn read_max_query_metrics(session: &mut Session) -> Result<Option<usize>, VimError> {
-    let default = default_max_query_metrics(session.service().api_version.as_deref());
-    let Some(setting) = session.service().setting.clone() else {
-        return Ok(Some(default));
-    };
-    let mut request = RequestBody::new("QueryOptions", &setting);
-    request.params.text("name", MAX_QUERY_METRICS_OPTION);
-
-    let response = match session.call(&request) {
-        Ok(response) => response,
-        Err(VimError::Fault(fault)) if !fault.is_not_authenticated() => {
-            if fault.name != "InvalidName" {
-                log::warn(&format!(
-                    "reading {MAX_QUERY_METRICS_OPTION} failed ({fault}), so the collector \
-                     assumes vCenter's default of {default}"
-                ));
-            }
-            return Ok(Some(default));
-        }
-        Err(err) => return Err(err),
-    };
-    let value = response
-        .children_named("returnval")
-        .find(|option| option.child_text("key") == Some(MAX_QUERY_METRICS_OPTION))
-        .and_then(|option| option.child_text("value"))
-        .and_then(|value| value.trim().parse::<i64>().ok());
-    Ok(match value {
-        Some(-1) => None,
-        Some(limit) if limit > 0 => Some(usize::try_from(limit).unwrap_or(usize::MAX)),
-        _ => {
-            log::warn(&format!(
-                "{MAX_QUERY_METRICS_OPTION} has no usable value, so the collector \
-                 assumes vCenter's default of {default}"
-            ));
-            Some(default)
-        }
-    })
-}
-
-/// Returns vCenter's built-in `maxQueryMetrics` for an API version such as `6.5` or
-/// `8.0.2.0`.
-fn default_max_query_metrics(api_version: Option<&str>) -> usize {
-    let mut parts = api_version
-        .unwrap_or_default()
-        .split('.')
-        .map(|part| part.parse::<u32>().unwrap_or(0));
-    let major = parts.next().unwrap_or(0);
-    let minor = parts.next().unwrap_or(0);
-    if (major, minor) >= (6, 5) { 256 } else { 64 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,13 +247,5 @@ mod tests {
         assert_eq!(catalog.counter(612), Some(Counter::CpuReady));
         assert_eq!(catalog.counter(1), None);
         assert!(catalog.specs().any(|(spec, _)| spec.per_instance));
-    }
-
-    #[test]
-    fn default_limit_depends_on_version() {
-        assert_eq!(default_max_query_metrics(Some("6.0")), 64);
-        assert_eq!(default_max_query_metrics(Some("6.5")), 256);
-        assert_eq!(default_max_query_metrics(Some("8.0.2.0")), 256);
-        assert_eq!(default_max_query_metrics(None), 64);
     }
 }
