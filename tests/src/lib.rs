@@ -2,6 +2,7 @@
 //! plugins, writing plugin declarations, and small HTTP peers on 127.0.0.1.
 
 pub mod fixtures;
+pub mod guestos_plugin;
 pub mod http_peer;
 pub mod vcsim;
 pub mod vsphere_plugin;
