@@ -1,9 +1,15 @@
 //! One `collect` call: each VM of the batch scraped in turn.
 //!
-//! The scrapes run one after another, each bounded by `timeout_ms`: the host already runs
-//! several batches at once. A VM whose exporter fails gets an entry in
-//! `CollectResult::errors` and no sample, which the host shows as "no guest data"; the
-//! rest of the batch goes on.
+//! The scrapes run one after another because the host already runs several batches at
+//! once. Each waits at most `timeout_ms` to connect and for each part of the response
+//! (see `scrape`). A VM whose exporter fails gets an entry in `CollectResult::errors` and
+//! no sample, which the host shows as "no guest data", and the rest of the batch goes on.
+//!
+//! NOTE: the whole call still ends at the plugin's `call_timeout_secs` (10 s by default).
+//! So a batch absorbs only a few exporters that time out, for example behind a firewall
+//! that drops packets, before the host cancels it and the whole batch has no guest data.
+//! Keep `timeout_ms` times the number of exporters that may hang in one batch below
+//! `call_timeout_secs`.
 
 use vmpulse_plugin_sdk::{CollectResult, PluginError, Vm, VmError, VmSample};
 
@@ -13,7 +19,7 @@ use crate::reading::Reading;
 use crate::sample::build_sample;
 use crate::target;
 
-/// What a batch left behind besides its result.
+/// Counts a batch reports besides its result.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchStats {
     /// VMs whose counters did not fit into the host's state store.
@@ -22,7 +28,7 @@ pub struct BatchStats {
 
 /// Collects every VM of `vms`, fetching payloads with `fetch(url)`.
 ///
-/// `now` is the wall clock in seconds since the Unix epoch; it times the scrapes that
+/// `now` returns the wall clock in seconds since the Unix epoch. It times the scrapes that
 /// carry no exporter clock and ages the stored counters.
 pub fn collect_batch<S: StateStore>(
     config: &Config,
