@@ -265,6 +265,9 @@ fn map_memory(memory: &Meminfo, reading: &mut Reading) {
 ///
 /// Space follows `df`: used = size − free, and the percent is used / (used + avail), so
 /// blocks reserved for root count neither as used nor as free.
+///
+/// NOTE: ZFS datasets of one pool are separate devices that each report the pool's free
+/// space, so a guest with several mounted datasets has its free space counted repeatedly.
 fn map_filesystems(filesystems: &BTreeMap<(String, String), Filesystem>, reading: &mut Reading) {
     let mut devices_seen = BTreeSet::new();
     let (mut used, mut avail) = (None, None);
