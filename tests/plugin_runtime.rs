@@ -246,6 +246,27 @@ async fn each_guest_error_kind_is_reported() {
 }
 
 #[tokio::test]
+async fn secret_in_returned_error_is_redacted() {
+    // SAFETY: no other thread of this test binary reads this variable.
+    unsafe { std::env::set_var("VMPULSE_TEST_ERROR_SECRET", "requested by VM") };
+    let runtime = runtime();
+    let declaration = declaration(
+        "errors",
+        "collector",
+        "error-kinds",
+        "secrets = { token = \"VMPULSE_TEST_ERROR_SECRET\" }",
+    );
+    let plugin = runtime.load(&declaration).await.unwrap();
+
+    let error = plugin.collect(&[vm("auth")]).await.unwrap_err().to_string();
+    let status = plugin.status().last_error.unwrap().message;
+
+    assert!(error.contains("[redacted] name"), "{error}");
+    assert!(!error.contains("requested by VM"), "{error}");
+    assert!(!status.contains("requested by VM"), "{status}");
+}
+
+#[tokio::test]
 async fn per_vm_errors_keep_the_rest_of_the_batch() {
     let runtime = runtime();
     let plugin = runtime

@@ -365,6 +365,11 @@ impl PluginConfig {
             if !parsed.is_https() {
                 return Err(format!("tls.\"{origin}\" is not an https origin"));
             }
+            if !parsed.is_single_origin() {
+                return Err(format!(
+                    "tls.\"{origin}\" must name one host and port, not a CIDR block or `*`"
+                ));
+            }
             if tls.insecure && tls.ca_file.is_some() {
                 return Err(format!(
                     "tls.\"{origin}\": set either ca_file or insecure, not both"
@@ -483,6 +488,14 @@ allowed_outbound_hosts = ["https://127.0.0.1:8989"]
         let text = format!("{MINIMAL}tls.\"https://10.1.1.1:443\" = {{ insecure = true }}\n");
         let message = parse(&text).unwrap_err().to_string();
         assert!(message.contains("does not match"), "{message}");
+    }
+
+    #[test]
+    fn tls_for_cidr_origin_is_rejected() {
+        let text = MINIMAL.replace("https://127.0.0.1:8989", "https://10.0.0.0/8:443");
+        let text = format!("{text}tls.\"https://10.0.0.0/8:443\" = {{ insecure = true }}\n");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("one host and port"), "{message}");
     }
 
     #[test]

@@ -75,12 +75,17 @@ impl LiveState {
     /// that are still there. Returns how many VMs `source` now owns.
     pub fn replace_inventory(&self, source: &str, inventory: Inventory) -> usize {
         let mut data = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let count = inventory.vms.len();
         let mut previous: HashMap<String, VmRecord> = data
             .vms
             .extract_if(|_, record| record.source == source)
             .collect();
         for vm in inventory.vms {
+            if let Some(owner) = data.vms.get(&vm.id) {
+                // Each source owns its IDs; a duplicate from another source is a plugin bug
+                // or a misconfiguration, and must not take the VM over.
+                tracing::warn!(source, vm = %vm.id, owner = %owner.source, "VM id already owned by another collector; ignored");
+                continue;
+            }
             let old = previous.remove(&vm.id);
             let record = VmRecord {
                 vm,
@@ -91,6 +96,7 @@ impl LiveState {
             };
             data.vms.insert(record.vm.id.clone(), record);
         }
+        let count = data.vms.values().filter(|r| r.source == source).count();
         data.sources.insert(
             source.to_owned(),
             SourceInventory {

@@ -7,7 +7,9 @@
 //! folds its own version into that hash, and checks it again when deserializing).
 //!
 //! Loading serialized code is `unsafe` in wasmtime because the bytes are trusted to be
-//! machine code it wrote: the cache folder must be writable only by the vmpulse user.
+//! machine code it wrote: the cache folder must be writable only by the vmpulse user (the
+//! host creates it with mode 0700). Each entry carries a SHA-256 of its payload, so a
+//! damaged or swapped entry is compiled again instead of executed.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -50,10 +52,15 @@ impl ComponentCache {
 
         // The entry is read into memory rather than mapped: a mapped file truncated by
         // someone else would crash the host with SIGBUS.
-        if let Ok(serialized) = std::fs::read(&entry) {
-            // SAFETY: the file was written by `store` below with this engine's settings, as
-            // its name proves, and the folder is trusted as documented at the module top.
-            match unsafe { Component::deserialize(engine, &serialized) } {
+        if let Ok(file) = std::fs::read(&entry) {
+            let Some(serialized) = verified_payload(&file) else {
+                tracing::warn!(path = %entry.display(), "cached component fails its checksum; compiling again");
+                return self.compile_and_store(engine, bytes, dir, &entry);
+            };
+            // SAFETY: the payload matches the checksum `store` wrote next to it, the file
+            // name proves it was compiled from these bytes with this engine's settings, and
+            // the folder is trusted as documented at the module top.
+            match unsafe { Component::deserialize(engine, serialized) } {
                 Ok(component) => return Ok((component, LoadSource::Cache)),
                 Err(err) => tracing::warn!(
                     path = %entry.display(),
@@ -63,12 +70,29 @@ impl ComponentCache {
             }
         }
 
+        self.compile_and_store(engine, bytes, dir, &entry)
+    }
+
+    fn compile_and_store(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        dir: &Path,
+        entry: &Path,
+    ) -> wasmtime::Result<(Component, LoadSource)> {
         let component = Component::new(engine, bytes)?;
-        if let Err(err) = store(&component, dir, &entry) {
+        if let Err(err) = store(&component, dir, entry) {
             tracing::warn!(path = %entry.display(), error = %err, "cannot write component cache");
         }
         Ok((component, LoadSource::Compiled))
     }
+}
+
+/// Returns the serialized component of a cache file if its SHA-256 prefix matches, so a
+/// damaged or swapped file is compiled again instead of executed.
+fn verified_payload(file: &[u8]) -> Option<&[u8]> {
+    let (checksum, payload) = file.split_at_checked(32)?;
+    (Sha256::digest(payload).as_slice() == checksum).then_some(payload)
 }
 
 fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
@@ -83,12 +107,19 @@ fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
     hex::encode(digest.finalize())
 }
 
-/// Writes to a temporary name and renames, so a reader never sees a partial entry.
+/// Writes the entry, a SHA-256 of the serialized component followed by it, under a
+/// temporary name and renames it, so a reader never sees a partial entry.
 fn store(component: &Component, dir: &Path, entry: &Path) -> wasmtime::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
     let serialized = component.serialize()?;
+    let mut file = Sha256::digest(&serialized).to_vec();
+    file.extend_from_slice(&serialized);
     let partial = entry.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, serialized)?;
+    std::fs::write(&partial, file)?;
     std::fs::rename(&partial, entry)?;
     Ok(())
 }

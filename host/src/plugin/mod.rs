@@ -50,6 +50,10 @@ use crate::config::{PluginConfig, PluginKind};
 
 /// How often the engine's epoch advances; a spinning guest yields this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Extra time the wall-clock timeout gives past the deadline. A guest running wasm code at
+/// the deadline traps on the next tick, well within this, and is reported as spinning; a
+/// guest still waiting in a host call (a slow peer) is cut by the wall-clock timeout.
+const WAIT_GRACE: Duration = Duration::from_millis(200);
 
 /// The engine, linkers and epoch ticker shared by every plugin.
 pub struct PluginRuntime {
@@ -147,7 +151,12 @@ impl PluginRuntime {
             load_source: source,
             load_time,
         };
-        let info = plugin.describe().await?;
+        let described = plugin.describe().await?;
+        let info = PluginInfo {
+            name: plugin.sanitize_text(&described.name),
+            version: plugin.sanitize_text(&described.version),
+            description: plugin.sanitize_text(&described.description),
+        };
         tracing::info!(
             plugin = %config.id,
             kind = %config.kind,
@@ -352,11 +361,17 @@ impl Plugin {
     /// [`PluginError::WrongKind`] for an alert rule, or any error of a call.
     pub async fn collect(&self, vms: &[Vm]) -> Result<CollectResult, PluginError> {
         let pre = self.collector_pre("collect")?;
-        self.run("collect", async |store| {
-            let instance = pre.instantiate_async(&mut *store).await?;
-            instance.call_collect(&mut *store, vms).await
-        })
-        .await
+        let mut result = self
+            .run("collect", async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_collect(&mut *store, vms).await
+            })
+            .await?;
+        for vm_error in &mut result.errors {
+            let error = std::mem::replace(&mut vm_error.error, GuestError::Other(String::new()));
+            vm_error.error = self.sanitize_guest_error(error);
+        }
+        Ok(result)
     }
 
     /// Calls a collector's `shutdown`.
@@ -416,6 +431,24 @@ impl Plugin {
         }
     }
 
+    /// Redacts secrets from, and bounds the size of, an error a plugin returned.
+    fn sanitize_guest_error(&self, error: GuestError) -> GuestError {
+        let clean = |message: String| self.sanitize_text(&message);
+        match error {
+            GuestError::Config(m) => GuestError::Config(clean(m)),
+            GuestError::Unreachable(m) => GuestError::Unreachable(clean(m)),
+            GuestError::Auth(m) => GuestError::Auth(clean(m)),
+            GuestError::Protocol(m) => GuestError::Protocol(clean(m)),
+            GuestError::Other(m) => GuestError::Other(clean(m)),
+        }
+    }
+
+    /// Prepares text a plugin returned (an error, a name) for logs, status and the API:
+    /// secrets redacted, control characters replaced, at most 4 KiB.
+    pub fn sanitize_text(&self, text: &str) -> String {
+        self.context.sanitize(text, sandbox::MAX_GUEST_TEXT)
+    }
+
     fn collector_pre(
         &self,
         function: &'static str,
@@ -445,11 +478,11 @@ impl Plugin {
 
         let started = Instant::now();
         let mut store = self.new_store(started + self.call_timeout);
-        let outcome = tokio::time::timeout(self.call_timeout, call(&mut store)).await;
+        let outcome = tokio::time::timeout(self.call_timeout + WAIT_GRACE, call(&mut store)).await;
         let elapsed = started.elapsed();
 
         self.log_guest_output(&store, function);
-        let result = self.classify(function, outcome, &store, elapsed);
+        let result = self.classify(function, outcome, &store);
         self.record(function, &result, elapsed);
         result
     }
@@ -472,8 +505,7 @@ impl Plugin {
         // Every tick the guest yields to the async runtime, so a spinning plugin cannot
         // starve other tasks, and past the deadline the next tick traps.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut context| {
-            context.data_mut().busy_ticks += 1;
+        store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 return Err(Trap::Interrupt.into());
             }
@@ -487,10 +519,8 @@ impl Plugin {
         function: &'static str,
         outcome: Result<Outcome<T>, tokio::time::error::Elapsed>,
         store: &Store<SandboxState>,
-        elapsed: Duration,
     ) -> Result<T, PluginError> {
         let plugin = self.id().to_owned();
-        let busy = EPOCH_TICK * store.data().busy_ticks;
         let timeout = |spinning| PluginError::Timeout {
             plugin: plugin.clone(),
             function,
@@ -502,10 +532,9 @@ impl Plugin {
             Ok(Ok(Err(error))) => Err(PluginError::Guest {
                 plugin,
                 function,
-                error,
+                error: self.sanitize_guest_error(error),
             }),
-            // The guest spent most of the deadline computing.
-            Err(_) => Err(timeout(busy * 2 > elapsed)),
+            Err(_) => Err(timeout(false)),
             Ok(Err(_)) if store.data().limiter.exceeded => Err(PluginError::MemoryLimit {
                 plugin,
                 function,
@@ -568,10 +597,13 @@ impl Plugin {
 
 /// Builds a one-line trap reason from wasmtime's error and the guest's panic message.
 fn trap_reason(err: &wasmtime::Error, stderr: &str) -> String {
+    // wasmtime appends a multi-line wasm backtrace to the message; the first line names
+    // the cause.
     let trap = match err.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
-        None => format!("{err:#}"),
+        None => err.to_string(),
     };
+    let trap = trap.lines().next().unwrap_or_default().to_owned();
     // Rust prints `thread '…' panicked at FILE:LINE:COL:` and the message on the next line.
     let mut lines = stderr.lines();
     let panic = lines.find(|line| line.contains("panicked")).map(|line| {

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use http::uri::Scheme;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipnet::IpNet;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
@@ -72,6 +75,15 @@ impl AllowedOrigin {
         self.https
     }
 
+    /// Returns true when the entry names one host and port, as TLS settings require.
+    pub fn is_single_origin(&self) -> bool {
+        self.port.is_some()
+            && match &self.host {
+                HostPattern::Name(_) => true,
+                HostPattern::Net(net) => net.prefix_len() == net.max_prefix_len(),
+            }
+    }
+
     fn matches(&self, https: bool, host: &str, port: u16) -> bool {
         self.https == https && self.port.is_none_or(|p| p == port) && self.host.matches(host)
     }
@@ -130,13 +142,31 @@ impl HostPattern {
 }
 
 /// What one plugin may reach, and how.
-#[derive(Debug)]
+///
+/// It holds the plugin's connection pool: calls run in fresh instances, but their requests
+/// reuse idle keep-alive connections, which saves a TCP and TLS handshake per request on
+/// both sides (vCenter's included).
 pub struct OutboundPolicy {
     origins: Vec<AllowedOrigin>,
-    tls: TlsPolicy,
-    connect_timeout: Duration,
+    client: PooledClient,
     response_timeout: Duration,
 }
+
+impl std::fmt::Debug for OutboundPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundPolicy")
+            .field("origins", &self.origins)
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+type PooledClient = hyper_util::client::legacy::Client<PluginConnector, WasiBody>;
+
+/// Idle connections kept per origin; a vCenter loop runs a few batches at once.
+const POOL_IDLE_PER_ORIGIN: usize = 16;
+/// How long an idle connection is kept; vCenter closes idle ones after about a minute.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl OutboundPolicy {
     pub fn new(
@@ -145,25 +175,37 @@ impl OutboundPolicy {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Self {
+        let connector = PluginConnector {
+            tls: Arc::new(tls),
+            connect_timeout,
+        };
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(POOL_IDLE_PER_ORIGIN)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
         Self {
             origins,
-            tls,
-            connect_timeout,
+            client,
             response_timeout,
         }
     }
 
     /// Returns where a request to `uri` may connect, or `None` when it is not granted.
-    fn authorize(&self, uri: &http::Uri) -> Option<Destination> {
+    fn authorize(uri: &http::Uri, origins: &[AllowedOrigin]) -> Option<Destination> {
         let https = match uri.scheme() {
             Some(scheme) if *scheme == Scheme::HTTPS => true,
             Some(scheme) if *scheme == Scheme::HTTP => false,
             _ => return None,
         };
+        // User information would reach the peer in the Host header; grants never carry it.
+        if uri.authority()?.as_str().contains('@') {
+            return None;
+        }
         let raw_host = uri.host()?;
         let host = raw_host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !self.origins.iter().any(|o| o.matches(https, host, port)) {
+        if !origins.iter().any(|o| o.matches(https, host, port)) {
             return None;
         }
         Some(Destination {
@@ -214,15 +256,15 @@ impl WasiHttpHooks for OutboundHooks {
         let policy = self.policy.clone();
         let plugin_id = self.plugin_id.clone();
         Box::new(async move {
-            let Some(destination) = policy.authorize(request.uri()) else {
+            if OutboundPolicy::authorize(request.uri(), &policy.origins).is_none() {
                 tracing::warn!(
                     plugin = %plugin_id,
-                    uri = %redact_query(request.uri()),
+                    origin = %origin_of(request.uri()),
                     "outbound request denied: origin not in allowed_outbound_hosts"
                 );
                 return Err(HttpError::HttpRequestDenied);
-            };
-            let response = send(&policy, destination, request, options).await?;
+            }
+            let response = send(&policy, request, options).await?;
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))
@@ -230,13 +272,14 @@ impl WasiHttpHooks for OutboundHooks {
     }
 }
 
-/// Drops the query string, which may carry credentials, from a URI for logging.
-fn redact_query(uri: &http::Uri) -> String {
+/// Returns `scheme://host:port` of a URI for logging; user information, path and query may
+/// carry credentials and are left out.
+fn origin_of(uri: &http::Uri) -> String {
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
     format!(
-        "{}://{}{}",
+        "{}://{}{port}",
         uri.scheme_str().unwrap_or("?"),
-        uri.authority().map(|a| a.as_str()).unwrap_or("?"),
-        uri.path()
+        uri.host().unwrap_or("?")
     )
 }
 
@@ -245,56 +288,142 @@ fn effective(limit: Duration, requested: Option<Duration>) -> Duration {
     requested.map_or(limit, |r| r.min(limit))
 }
 
+/// Largest request body the host buffers; plugins send SOAP envelopes of a few KB.
+const MAX_REQUEST_BODY: usize = 16 << 20;
+
 async fn send(
     policy: &OutboundPolicy,
-    destination: Destination,
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<http::Response<WasiBody>, HttpError> {
-    let connect_timeout = effective(
-        policy.connect_timeout,
-        options.and_then(|o| o.connect_timeout),
-    );
     let response_timeout = effective(
         policy.response_timeout,
         options.and_then(|o| o.first_byte_timeout),
     );
 
-    // 1. TCP and, for https, TLS, both under the connect timeout.
-    let connect = connect(policy, &destination);
-    let stream = tokio::time::timeout(connect_timeout, connect)
+    // The body is buffered so the request can be sent again: a pooled connection the peer
+    // closed meanwhile (a restarted vCenter) fails only after the request was written.
+    let (parts, body) = request.into_parts();
+    let body = http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+        .collect()
         .await
-        .map_err(|_| HttpError::ConnectionTimeout)??;
+        .map_err(|_| HttpError::HttpRequestBodySize(None))?
+        .to_bytes();
+    let build = || {
+        let mut request = http::Request::new(
+            http_body_util::Full::new(body.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.headers_mut() = parts.headers.clone();
+        request
+    };
 
-    // 2. HTTP/1.1 handshake; the connection task ends when the response body is dropped.
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(HttpError::from)?;
-    tokio::spawn(connection);
-
-    // 3. The request line carries only the path: the origin went into the connection.
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    *request.uri_mut() = http::Uri::try_from(path).map_err(|_| HttpError::HttpRequestUriInvalid)?;
-
-    // 4. Response headers under the response timeout; the body is bounded by the call deadline.
-    let response = tokio::time::timeout(response_timeout, sender.send_request(request))
-        .await
-        .map_err(|_| HttpError::ConnectionReadTimeout)?
-        .map_err(HttpError::from)?;
+    // The pool connects (under the connect timeout) or reuses a connection; the response
+    // headers must arrive within the response timeout. The body is bounded by the call
+    // deadline.
+    let attempt = async || {
+        tokio::time::timeout(response_timeout, policy.client.request(build()))
+            .await
+            .map_err(|_| HttpError::ConnectionReadTimeout)
+    };
+    let response = match attempt().await? {
+        Ok(response) => response,
+        // A new connection that fails is not retried: the peer is down.
+        Err(err) if err.is_connect() => return Err(client_error(&err)),
+        Err(err) => {
+            tracing::debug!(error = %err, "request failed on a pooled connection; sending it once more");
+            attempt().await?.map_err(|err| client_error(&err))?
+        }
+    };
     Ok(response.map(|body| body.map_err(HttpError::from).boxed_unsync()))
+}
+
+/// Recovers the connector's own error from the pool's error, or names the failure.
+fn client_error(err: &hyper_util::client::legacy::Error) -> HttpError {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(connect) = cause.downcast_ref::<HttpError>() {
+            return copy_connect_error(connect);
+        }
+        source = cause.source();
+    }
+    tracing::debug!(error = %err, "outbound request failed");
+    if err.is_connect() {
+        HttpError::ConnectionTerminated
+    } else {
+        HttpError::HttpProtocolError
+    }
+}
+
+/// The connector's errors are owned by the pool's error, so the cases it returns are
+/// rebuilt here.
+fn copy_connect_error(error: &HttpError) -> HttpError {
+    match error {
+        HttpError::ConnectionRefused => HttpError::ConnectionRefused,
+        HttpError::ConnectionTimeout => HttpError::ConnectionTimeout,
+        HttpError::TlsCertificateError => HttpError::TlsCertificateError,
+        HttpError::TlsProtocolError => HttpError::TlsProtocolError,
+        HttpError::TlsAlertReceived {
+            alert_id,
+            alert_message,
+        } => HttpError::TlsAlertReceived {
+            alert_id: *alert_id,
+            alert_message: alert_message.clone(),
+        },
+        HttpError::HttpRequestUriInvalid => HttpError::HttpRequestUriInvalid,
+        HttpError::Connect(io) | HttpError::Tls(io) => {
+            HttpError::Connect(std::io::Error::new(io.kind(), io.to_string()))
+        }
+        other => HttpError::InternalError(Some(other.to_string())),
+    }
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-async fn connect(
-    policy: &OutboundPolicy,
-    destination: &Destination,
-) -> Result<Box<dyn Stream>, HttpError> {
+/// Opens TCP, and TLS for `https`, to the origin of a pooled request.
+#[derive(Clone)]
+struct PluginConnector {
+    tls: Arc<TlsPolicy>,
+    connect_timeout: Duration,
+}
+
+impl tower_service::Service<http::Uri> for PluginConnector {
+    type Response = PluginStream;
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<PluginStream, HttpError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), HttpError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connector = self.clone();
+        Box::pin(async move {
+            let https = uri.scheme() == Some(&Scheme::HTTPS);
+            let host = uri
+                .host()
+                .ok_or(HttpError::HttpRequestUriInvalid)?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let destination = Destination { https, host, port };
+            let stream = tokio::time::timeout(
+                connector.connect_timeout,
+                connect(&connector.tls, &destination),
+            )
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)??;
+            Ok(PluginStream(TokioIo::new(stream)))
+        })
+    }
+}
+
+async fn connect(tls: &TlsPolicy, destination: &Destination) -> Result<Box<dyn Stream>, HttpError> {
     let tcp = TcpStream::connect((destination.host.as_str(), destination.port))
         .await
         .map_err(|err| match err.kind() {
@@ -305,11 +434,53 @@ async fn connect(
     if !destination.https {
         return Ok(Box::new(tcp));
     }
-    let tls = policy
-        .tls
+    let stream = tls
         .connect(&destination.host, destination.port, tcp)
         .await?;
-    Ok(Box::new(tls))
+    Ok(Box::new(stream))
+}
+
+/// A pooled connection: a TCP or TLS stream in hyper's I/O traits.
+struct PluginStream(TokioIo<Box<dyn Stream>>);
+
+impl hyper_util::client::legacy::connect::Connection for PluginStream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+impl hyper::rt::Read for PluginStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(context, buffer)
+    }
+}
+
+impl hyper::rt::Write for PluginStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(context, bytes)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(context)
+    }
 }
 
 #[cfg(test)]
@@ -327,7 +498,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(1),
         );
-        policy.authorize(&uri.parse().unwrap()).is_some()
+        OutboundPolicy::authorize(&uri.parse().unwrap(), &policy.origins).is_some()
     }
 
     #[test]
@@ -385,6 +556,14 @@ mod tests {
         assert!(!granted(
             &["http://[::1]:9100"],
             "http://[::2]:9100/metrics"
+        ));
+    }
+
+    #[test]
+    fn userinfo_in_request_is_denied() {
+        assert!(!granted(
+            &["http://127.0.0.1:8080"],
+            "http://evil@127.0.0.1:8080/"
         ));
     }
 

@@ -12,7 +12,6 @@ use crate::property::{self, PropertySpec, Selection};
 use crate::session::Session;
 use crate::xml::Element;
 
-
 /// A performance counter the collector maps to a sample field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Counter {

@@ -94,12 +94,12 @@ impl Collector for FakeEstate {
 }
 
 fn vm(index: u32, config: &Config) -> Vm {
-    let powered_off = config.powered_off_every > 0 && index % config.powered_off_every == 0;
+    let powered_off = config.powered_off_every > 0 && index.is_multiple_of(config.powered_off_every);
     Vm {
         id: format!("fake.{index:03}"),
         name: format!("vm-{index:03}"),
         source_ref: Some(format!("vm-{index}")),
-        host_id: Some(if index % 2 == 0 { "h2" } else { "h1" }.into()),
+        host_id: Some(if index.is_multiple_of(2) { "h2" } else { "h1" }.into()),
         cluster_id: Some("cl".into()),
         datacenter_id: Some("dc".into()),
         folder: None,
