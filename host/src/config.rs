@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::plugin::outbound::AllowedOrigin;
 
-/// Why the config file could not be used.
+/// An error that makes the config file unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]

@@ -25,7 +25,7 @@ pub enum VmStatus {
     Error,
 }
 
-/// What the host knows about one VM.
+/// The host's record of one VM: inventory, latest metrics and last error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VmRecord {
     pub vm: Vm,
@@ -34,7 +34,7 @@ pub struct VmRecord {
     pub metrics: Option<RealtimeMetrics>,
     /// When the host last stored metrics for the VM, in its own clock (ms since the epoch).
     pub collected_at_ms: Option<i64>,
-    /// Why the VM's last collection failed, cleared by the next success.
+    /// The reason the VM's last collection failed, cleared by the next success.
     pub last_error: Option<String>,
 }
 
@@ -140,7 +140,7 @@ impl LiveState {
         }
     }
 
-    /// Restores a view saved earlier, so the API answers before the first cycle.
+    /// Restores a view saved earlier, so the API serves data before the first cycle.
     pub fn restore(&self, saved: LiveData) {
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = saved;
     }
@@ -149,7 +149,7 @@ impl LiveState {
 impl VmRecord {
     /// Returns the VM's status at `now_ms` for a collection `interval`.
     ///
-    /// `disconnected_hosts` holds the ids of hosts vCenter has lost contact with.
+    /// `disconnected_hosts` contains the ids of hosts vCenter has lost contact with.
     pub fn status(
         &self,
         disconnected_hosts: &HashSet<String>,

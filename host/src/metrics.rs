@@ -42,7 +42,7 @@ macro_rules! metric_groups {
             }
 
             impl $struct {
-                /// Copies every value `other` knows over this group's values.
+                /// Copies every value `other` has over this group's values.
                 fn overlay(&mut self, other: &Self) {
                     $(
                         if other.$field.is_some() {
@@ -96,7 +96,7 @@ macro_rules! metric_groups {
                 }
             }
 
-            /// Copies every value `other` knows over this record's values.
+            /// Copies every value `other` has over this record's values.
             pub fn overlay(&mut self, other: &RealtimeMetrics) {
                 $(self.$group.overlay(&other.$group);)*
             }

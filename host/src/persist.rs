@@ -3,7 +3,7 @@
 //! A writer task receives every finished cycle and writes, in one durable transaction, each
 //! collected VM's values to the history (at the cycle's start time) and each VM's record
 //! to the latest table. The inventory is written when a cycle refreshed it. At start,
-//! [`restore`] rebuilds the live view from the file, so the API answers at once after a
+//! [`restore`] rebuilds the live view from the file, so the API serves data at once after a
 //! restart. A retention task removes expired history in small steps.
 
 use std::collections::HashMap;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::bindings::types::PluginError as GuestError;
 
-/// Why a plugin could not be loaded or a call failed. Every case names the plugin.
+/// A failure to load a plugin or to complete a call. Every case names the plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("plugin `{plugin}`: cannot load component {path}: {reason}")]

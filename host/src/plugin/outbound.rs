@@ -141,9 +141,9 @@ impl HostPattern {
     }
 }
 
-/// What one plugin may reach, and how.
+/// One plugin's granted origins and its HTTP client.
 ///
-/// It holds the plugin's connection pool: calls run in fresh instances, but their requests
+/// The client keeps the plugin's connection pool: calls run in fresh instances, but their requests
 /// reuse idle keep-alive connections, which saves a TCP and TLS handshake per request on
 /// both sides (vCenter's included).
 pub struct OutboundPolicy {

@@ -20,7 +20,7 @@ use super::outbound::{OutboundHooks, OutboundPolicy};
 const STDERR_CAPACITY: usize = 256 * 1024;
 /// Log lines one call may write before the rest are counted and dropped.
 const LOG_LINES_PER_CALL: u32 = 200;
-/// Longest log line kept, in bytes.
+/// Maximum length of a kept log line, in bytes.
 const LOG_LINE_MAX: usize = 4096;
 /// Total size of one plugin's keys and values in its state store.
 const STATE_QUOTA_BYTES: usize = 4 * 1024 * 1024;
