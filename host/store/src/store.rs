@@ -24,8 +24,9 @@ pub struct StoreOptions {
     ///
     /// Each VM's newest block is rewritten on every cycle, so larger blocks cost more write
     /// I/O but compress better. redb pages are 4 KiB and a larger value takes a power-of-two
-    /// run of them, so a power of two wastes the least space. At about 80 bytes per sample,
-    /// 8 KiB is about 100 samples, 50 minutes at a 30 s cycle.
+    /// run of them, so a power of two wastes the least space. A sample of the benchmark's
+    /// fleet model takes about 55 bytes, so 8 KiB holds about 145 samples, 70 minutes at a
+    /// 30 s cycle.
     pub block_bytes: usize,
     /// Samples after which a block is sealed whatever its size. It bounds how far retention
     /// can overshoot, because [`Store::sweep`] removes whole blocks. 720 samples are 6 hours
