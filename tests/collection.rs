@@ -90,7 +90,7 @@ async fn slow_batch_costs_only_its_vms() {
     let source = estate(
         &runtime,
         "vms = 50, slow_vm = \"vm-017\", slow_ms = 60000",
-        "call_timeout_secs = 0.5",
+        "call_timeout_secs = 0.5\nresponse_timeout_secs = 0.4",
     )
     .await;
     let live = Arc::new(LiveState::default());
@@ -129,6 +129,32 @@ async fn failed_batch_and_per_vm_error_lose_nothing_else() {
     let reason = live.read(|data| data.vms["fake.025"].last_error.clone().unwrap());
     assert!(reason.contains("NoPermission"), "{reason}");
     assert_eq!(status_of(&live, "fake.024"), VmStatus::Online);
+}
+
+#[tokio::test]
+async fn rejected_credentials_cost_one_login_per_pause() {
+    let runtime = PluginRuntime::new(None).unwrap();
+    let source = estate(&runtime, "vms = 120, reject_credentials = true", "").await;
+    let live = Arc::new(LiveState::default());
+    let cycle = CollectionLoop::new(source.clone(), vec![], settings(10), live.clone(), vec![]);
+
+    let first = cycle.run_cycle().await;
+    let calls_after_first = source.status().calls;
+    let second = cycle.run_cycle().await;
+
+    // describe at load, discover, and one collect: the other batches are skipped.
+    assert_eq!(calls_after_first, 3);
+    assert_eq!(first.vms_failed, 120);
+    assert_eq!(first.batches_failed, 1);
+    assert_eq!(
+        source.status().calls,
+        3,
+        "a paused loop must not log in again"
+    );
+    assert_eq!(second.vms_failed, 120);
+    let reason = live.read(|data| data.vms["fake.050"].last_error.clone().unwrap());
+    assert!(reason.contains("next login attempt"), "{reason}");
+    assert!(reason.contains("InvalidLogin"), "{reason}");
 }
 
 #[tokio::test]

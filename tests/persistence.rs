@@ -45,11 +45,16 @@ async fn restart_restores_latest_values_and_history() {
 
     let store = open_store(&storage).unwrap();
     let live = LiveState::default();
-    let restored = restore(&store, &live).unwrap();
+    let restored = restore(&store, &live, &["estate"]).unwrap();
+    let renamed = restore(&store, &LiveState::default(), &["estate-renamed"]).unwrap();
 
     assert_eq!(
         restored, 20,
         "every VM of the inventory, powered off ones included"
+    );
+    assert_eq!(
+        renamed, 0,
+        "VMs of a collector no longer configured are dropped"
     );
     let (metrics, failed_reason) = live.read(|data| {
         (

@@ -98,7 +98,7 @@ async fn spinning_plugin_times_out_without_starving_host() {
         "spin",
         "collector",
         "spin-forever",
-        "call_timeout_secs = 0.5",
+        "call_timeout_secs = 0.5\nresponse_timeout_secs = 0.4",
     );
     let plugin = runtime.load(&spin).await.unwrap();
     let ticks = Arc::new(Mutex::new(0u32));
@@ -161,7 +161,7 @@ async fn repeated_traps_back_off_and_mark_unhealthy() {
         "spin",
         "collector",
         "spin-forever",
-        "call_timeout_secs = 0.1",
+        "call_timeout_secs = 0.1\nresponse_timeout_secs = 0.05",
     );
     let plugin = runtime.load(&spin).await.unwrap();
 
@@ -344,11 +344,15 @@ async fn response_timeout_is_unreachable_not_a_hang() {
 async fn call_deadline_cuts_a_slow_peer() {
     let peer = HttpPeer::start(Behaviour::Hang).await;
     let runtime = runtime();
-    let extra = "call_timeout_secs = 0.3\nresponse_timeout_secs = 60";
-    let plugin = runtime
-        .load(&echo_declaration("echo", &peer, extra))
-        .await
-        .unwrap();
+    let mut declaration = echo_declaration(
+        "echo",
+        &peer,
+        "call_timeout_secs = 0.3\nresponse_timeout_secs = 0.2",
+    );
+    // Config validation keeps the response timeout below the deadline; the runtime must
+    // still cut a guest that waits longer, for example on a trickling body.
+    declaration.response_timeout_secs = 60.0;
+    let plugin = runtime.load(&declaration).await.unwrap();
 
     let error = plugin.collect(&[vm("a")]).await.unwrap_err();
 

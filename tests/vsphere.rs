@@ -795,6 +795,7 @@ async fn collection_cycle_isolates_slow_batch_and_recovers_after_restart() {
     let mut vcsim = Vcsim::start(&["-vms", "300", "-slow-vm", slow_vm, "-slow-ms", "20000"]);
     let mut declaration = vcsim_declaration(&vcsim, PASSWORD_VARIABLE, "");
     declaration.call_timeout_secs = 3.0;
+    declaration.response_timeout_secs = 2.0;
     let plugin = Arc::new(runtime().load(&declaration).await.unwrap());
     let live = Arc::new(LiveState::default());
     let cycle = CollectionLoop::new(

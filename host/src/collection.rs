@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -75,7 +75,13 @@ pub struct CollectionLoop {
     sinks: Vec<Arc<dyn CycleSink>>,
     stats: Arc<Mutex<LoopStats>>,
     inventory_loaded_at: Mutex<Option<Instant>>,
+    /// After vCenter rejects the credentials: when to try again, and the reason.
+    auth_blocked: Mutex<Option<(Instant, String)>>,
 }
+
+/// How long a loop waits after vCenter rejected its credentials. Each attempt is a failed
+/// login, and vCenter locks an account after a few of them (by default 5 in 3 minutes).
+pub const AUTH_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 impl CollectionLoop {
     pub fn new(
@@ -93,6 +99,7 @@ impl CollectionLoop {
             sinks,
             stats: Arc::default(),
             inventory_loaded_at: Mutex::new(None),
+            auth_blocked: Mutex::new(None),
         }
     }
 
@@ -137,19 +144,35 @@ impl CollectionLoop {
         let started_at_ms = now_ms();
         let number = self.lock_stats().cycles + 1;
 
-        let refresh = self.refresh_inventory_if_due().await;
-        let vms = self.collectable_vms();
-        let batches: Vec<Vec<Vm>> = vms
-            .chunks(self.settings.batch_size)
-            .map(<[Vm]>::to_vec)
-            .collect();
-        let batch_count = batches.len();
-
-        let results: Vec<BatchResult> = futures::stream::iter(batches)
-            .map(|batch| self.collect_batch(batch))
-            .buffer_unordered(self.settings.max_concurrent_batches)
-            .collect()
-            .await;
+        let vms;
+        let mut results: Vec<BatchResult> = Vec::new();
+        let mut batch_count = 0;
+        let refresh = match self.auth_block_reason() {
+            Some(reason) => {
+                // No call at all: each would be another failed login.
+                vms = self.collectable_vms();
+                results.push(BatchResult::skipped(&vms, &reason));
+                None
+            }
+            None => {
+                let refresh = self.refresh_inventory_if_due().await;
+                vms = self.collectable_vms();
+                if let Some(Err(err)) = &refresh
+                    && err.kind() == "auth"
+                {
+                    self.block_after_auth_failure(err);
+                    results.push(BatchResult::skipped(&vms, &err.to_string()));
+                } else {
+                    let batches: Vec<Vec<Vm>> = vms
+                        .chunks(self.settings.batch_size)
+                        .map(<[Vm]>::to_vec)
+                        .collect();
+                    batch_count = batches.len();
+                    results = self.collect_batches(batches).await;
+                }
+                refresh
+            }
+        };
 
         let mut outcomes = Vec::with_capacity(vms.len());
         let mut batches_failed = 0;
@@ -173,8 +196,8 @@ impl CollectionLoop {
             vms_failed,
             batches: batch_count,
             batches_failed,
-            inventory_refreshed: refresh == Some(Ok(())),
-            inventory_error: refresh.and_then(Result::err),
+            inventory_refreshed: matches!(refresh, Some(Ok(()))),
+            inventory_error: refresh.and_then(Result::err).map(|err| err.to_string()),
         };
         self.finish(report.clone(), outcomes);
         report
@@ -204,9 +227,53 @@ impl CollectionLoop {
         }
     }
 
+    /// Runs the first batch alone, then the rest with bounded concurrency, so rejected
+    /// credentials cost one failed login rather than one per batch.
+    async fn collect_batches(&self, mut batches: Vec<Vec<Vm>>) -> Vec<BatchResult> {
+        if batches.is_empty() {
+            return Vec::new();
+        }
+        let rest = batches.split_off(1);
+        let first = self.collect_batch(batches.remove(0)).await;
+        if let Some(err) = &first.auth_error {
+            self.block_after_auth_failure(err);
+            let skipped: Vec<Vm> = rest.into_iter().flatten().collect();
+            let skipped = BatchResult::skipped(&skipped, &err.to_string());
+            return vec![first, skipped];
+        }
+        let mut results: Vec<BatchResult> = futures::stream::iter(rest)
+            .map(|batch| self.collect_batch(batch))
+            .buffer_unordered(self.settings.max_concurrent_batches)
+            .collect()
+            .await;
+        results.insert(0, first);
+        results
+    }
+
+    fn auth_block_reason(&self) -> Option<String> {
+        let blocked = self.auth_blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let (until, reason) = blocked.as_ref()?;
+        let remaining = until.checked_duration_since(Instant::now())?;
+        Some(format!(
+            "{reason}; next login attempt in {} s",
+            remaining.as_secs()
+        ))
+    }
+
+    fn block_after_auth_failure(&self, error: &PluginError) {
+        tracing::error!(
+            source = %self.source.id(),
+            error = %error,
+            retry_after_secs = AUTH_RETRY_AFTER.as_secs(),
+            "vCenter rejected the credentials; pausing collection to avoid locking the account"
+        );
+        *self.auth_blocked.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now() + AUTH_RETRY_AFTER, error.to_string()));
+    }
+
     /// Calls `discover` when the inventory is missing or older than its interval. On
     /// failure the previous inventory stays in use. Returns `None` when no refresh was due.
-    async fn refresh_inventory_if_due(&self) -> Option<Result<(), String>> {
+    async fn refresh_inventory_if_due(&self) -> Option<Result<(), PluginError>> {
         let due = self
             .inventory_loaded_at
             .lock()
@@ -227,7 +294,7 @@ impl CollectionLoop {
             }
             Err(err) => {
                 tracing::warn!(source = %self.source.id(), error = %err, "inventory refresh failed");
-                Some(Err(err.to_string()))
+                Some(Err(err))
             }
         }
     }
@@ -269,12 +336,13 @@ impl CollectionLoop {
 
         let primary = match primary {
             Ok(result) => result,
-            Err(err) => return BatchResult::failed(&batch, &err),
+            Err(err) => return BatchResult::failed(&batch, err),
         };
         let guest_samples = guest_samples_by_vm(&self.enrichers, guest);
         BatchResult {
             outcomes: merge_batch(&batch, primary, &guest_samples),
             failed: false,
+            auth_error: None,
         }
     }
 
@@ -286,17 +354,27 @@ impl CollectionLoop {
 struct BatchResult {
     outcomes: Vec<(String, VmOutcome)>,
     failed: bool,
+    /// The error, when the collector reported rejected credentials.
+    auth_error: Option<PluginError>,
 }
 
 impl BatchResult {
-    fn failed(batch: &[Vm], error: &PluginError) -> Self {
-        let reason = error.to_string();
+    fn failed(batch: &[Vm], error: PluginError) -> Self {
+        let mut result = Self::skipped(batch, &error.to_string());
+        result.failed = true;
+        result.auth_error = (error.kind() == "auth").then_some(error);
+        result
+    }
+
+    /// Marks every VM of `vms` as failed for `reason` without a call.
+    fn skipped(vms: &[Vm], reason: &str) -> Self {
         Self {
-            outcomes: batch
+            outcomes: vms
                 .iter()
-                .map(|vm| (vm.id.clone(), VmOutcome::Failed(reason.clone())))
+                .map(|vm| (vm.id.clone(), VmOutcome::Failed(reason.to_owned())))
                 .collect(),
-            failed: true,
+            failed: false,
+            auth_error: None,
         }
     }
 }

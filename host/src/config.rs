@@ -208,7 +208,8 @@ pub struct PluginConfig {
     /// Time allowed to open a TCP connection (and TLS handshake), in seconds.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: f64,
-    /// Time allowed from sending a request to its response headers, in seconds.
+    /// Time allowed from sending a request to its response headers, in seconds; shorter
+    /// than `call_timeout_secs`.
     #[serde(default = "default_response_timeout_secs")]
     pub response_timeout_secs: f64,
     /// Secret name to the environment variable holding its value.
@@ -246,7 +247,7 @@ fn default_connect_timeout_secs() -> f64 {
 }
 
 fn default_response_timeout_secs() -> f64 {
-    10.0
+    8.0
 }
 
 fn empty_table() -> toml::Table {
@@ -345,6 +346,16 @@ impl PluginConfig {
         check_seconds("call_timeout_secs", self.call_timeout_secs)?;
         check_seconds("connect_timeout_secs", self.connect_timeout_secs)?;
         check_seconds("response_timeout_secs", self.response_timeout_secs)?;
+        // A peer that does not answer must surface as the plugin's own timeout error, not
+        // as the call deadline, which counts as misbehaviour and pauses the plugin.
+        if self.kind == PluginKind::Collector
+            && self.response_timeout_secs >= self.call_timeout_secs
+        {
+            return Err(format!(
+                "response_timeout_secs ({}) must be shorter than call_timeout_secs ({})",
+                self.response_timeout_secs, self.call_timeout_secs
+            ));
+        }
 
         let origins = self.allowed_origins()?;
         if self.kind == PluginKind::AlertRule && !origins.is_empty() {

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 use vmpulse::app;
 use vmpulse::collection::CycleSink;
-use vmpulse::config::Config;
+use vmpulse::config::{CollectorRole, Config, PluginKind};
 use vmpulse::live::LiveState;
 use vmpulse::persist;
 use vmpulse::plugin::PluginRuntime;
@@ -61,9 +61,23 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let live = Arc::new(LiveState::default());
 
     let storage = config.storage.clone();
-    let store = tokio::task::spawn_blocking(move || persist::open_store(&storage)).await??;
+    // redb grows a file below 4 GiB by doubling it; compacting at start, while the store
+    // is not yet shared, gives the free tail back.
+    let store = tokio::task::spawn_blocking(move || {
+        let mut store = persist::open_store(&storage)?;
+        store.compact()?;
+        Ok::<_, vmpulse_store::StoreError>(store)
+    })
+    .await??;
     let store = Arc::new(store);
-    let restored = persist::restore(&store, &live)?;
+    // Declared discovery collectors, loaded or not: one that failed to load keeps its data.
+    let sources: Vec<&str> = config
+        .plugins
+        .iter()
+        .filter(|p| p.kind == PluginKind::Collector && p.role == CollectorRole::Discovery)
+        .map(|p| p.id.as_str())
+        .collect();
+    let restored = persist::restore(&store, &live, &sources)?;
     tracing::info!(path = %store.path().display(), vms = restored, "store opened");
     let (writer, writer_task) = persist::StoreWriter::start(store.clone(), live.clone());
     let retention = tokio::spawn(persist::run_retention(store.clone()));

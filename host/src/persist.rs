@@ -51,11 +51,15 @@ struct StoredInventory {
 
 /// Rebuilds the live view from the store; returns how many VMs it restored.
 ///
+/// Only entities of the discovery collectors in `sources` come back: those of a collector
+/// removed or renamed in the config would otherwise stay errored and keep their IDs from
+/// the collector that now reports them.
+///
 /// # Errors
 ///
 /// [`StoreError`] when the file cannot be read. Records that no longer decode (written by
 /// an incompatible version) are skipped with a warning.
-pub fn restore(store: &Store, live: &LiveState) -> Result<usize, StoreError> {
+pub fn restore(store: &Store, live: &LiveState, sources: &[&str]) -> Result<usize, StoreError> {
     let Some(bytes) = store.inventory()? else {
         return Ok(0);
     };
@@ -70,7 +74,12 @@ pub fn restore(store: &Store, live: &LiveState) -> Result<usize, StoreError> {
         sources: inventory.sources,
         vms: HashMap::new(),
     };
+    data.sources
+        .retain(|source, _| sources.contains(&source.as_str()));
     for (source, vm) in inventory.vms {
+        if !sources.contains(&source.as_str()) {
+            continue;
+        }
         let record = VmRecord {
             vm,
             source,

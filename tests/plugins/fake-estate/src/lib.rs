@@ -3,7 +3,8 @@
 //! `discover` returns one datacenter, one cluster, two hosts and `vms` VMs named
 //! `vm-001`…, every `powered_off_every`-th one powered off. `collect` returns a sample per
 //! VM, except: a batch containing `slow_vm` sleeps `slow_ms` first, a batch containing
-//! `failing_vm` fails as a whole, and `missing_vm` gets a per-VM error.
+//! `failing_vm` fails as a whole, `missing_vm` gets a per-VM error, and with
+//! `reject_credentials` every batch fails with an auth error.
 
 use serde::Deserialize;
 use vmpulse_plugin_sdk::{
@@ -25,6 +26,8 @@ struct Config {
     failing_vm: Option<String>,
     #[serde(default)]
     missing_vm: Option<String>,
+    #[serde(default)]
+    reject_credentials: bool,
 }
 
 struct FakeEstate;
@@ -70,6 +73,11 @@ impl Collector for FakeEstate {
         if has(&config.slow_vm) {
             std::thread::sleep(std::time::Duration::from_millis(config.slow_ms));
         }
+        if config.reject_credentials {
+            return Err(PluginError::Auth(
+                "InvalidLogin: wrong user name or password".into(),
+            ));
+        }
         if has(&config.failing_vm) {
             return Err(PluginError::Unreachable("the batch's peer is down".into()));
         }
@@ -94,7 +102,8 @@ impl Collector for FakeEstate {
 }
 
 fn vm(index: u32, config: &Config) -> Vm {
-    let powered_off = config.powered_off_every > 0 && index.is_multiple_of(config.powered_off_every);
+    let powered_off =
+        config.powered_off_every > 0 && index.is_multiple_of(config.powered_off_every);
     Vm {
         id: format!("fake.{index:03}"),
         name: format!("vm-{index:03}"),
