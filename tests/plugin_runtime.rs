@@ -370,6 +370,31 @@ async fn call_deadline_cuts_a_slow_peer() {
 }
 
 #[tokio::test]
+async fn trickling_peer_is_waiting_not_spinning() {
+    let peer = HttpPeer::start(Behaviour::Trickle).await;
+    let runtime = runtime();
+    let extra = "call_timeout_secs = 0.8\nresponse_timeout_secs = 0.5";
+    let plugin = runtime
+        .load(&echo_declaration("echo", &peer, extra))
+        .await
+        .unwrap();
+
+    let error = plugin.collect(&[vm("a")]).await.unwrap_err();
+
+    assert!(
+        matches!(
+            error,
+            PluginError::Timeout {
+                spinning: false,
+                ..
+            }
+        ),
+        "unexpected error: {error}"
+    );
+    assert!(!error.is_misbehaviour());
+}
+
+#[tokio::test]
 async fn tls_with_ca_file_succeeds() {
     let (server_config, ca_pem) = self_signed_tls();
     let peer = HttpPeer::start_with_tls(Behaviour::Respond("3".into()), Some(server_config)).await;

@@ -15,6 +15,8 @@ pub enum Behaviour {
     Respond(String),
     /// Reads the request and never answers.
     Hang,
+    /// Sends response headers, then one body byte every 100 ms, never finishing.
+    Trickle,
 }
 
 /// A running peer; it stops when dropped.
@@ -101,6 +103,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, behaviour: Beha
             let _ = stream.shutdown().await;
         }
         Behaviour::Hang => std::future::pending::<()>().await,
+        Behaviour::Trickle => {
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            while stream.write_all(b"1").await.is_ok() && stream.flush().await.is_ok() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

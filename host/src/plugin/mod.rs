@@ -505,8 +505,18 @@ impl Plugin {
         // Every tick the guest yields to the async runtime, so a spinning plugin cannot
         // starve other tasks, and past the deadline the next tick traps.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(move |mut context| {
+            let now = Instant::now();
+            let state = context.data_mut();
+            // The callback runs every tick while wasm code runs. A longer gap means the guest
+            // was waiting in a host call, so a deadline found right after it was spent
+            // waiting for a peer, not computing.
+            let waited = state
+                .last_tick
+                .is_some_and(|last| now - last > EPOCH_TICK * 5);
+            state.last_tick = Some(now);
+            if now >= deadline {
+                state.deadline_after_wait = waited;
                 return Err(Trap::Interrupt.into());
             }
             Ok(UpdateDeadline::Yield(1))
@@ -541,7 +551,7 @@ impl Plugin {
                 limit_mb: self.memory_limit_mb,
             }),
             Ok(Err(err)) if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-                Err(timeout(true))
+                Err(timeout(!store.data().deadline_after_wait))
             }
             Ok(Err(err)) => Err(PluginError::Trap {
                 plugin,

@@ -111,6 +111,10 @@ pub struct SandboxState {
     pub stderr: MemoryOutputPipe,
     log_lines: u32,
     pub dropped_log_lines: u32,
+    /// When the epoch callback last ran; it runs every tick while guest code runs.
+    pub last_tick: Option<std::time::Instant>,
+    /// True when the deadline was found right after the guest waited in a host call.
+    pub deadline_after_wait: bool,
 }
 
 impl SandboxState {
@@ -137,6 +141,8 @@ impl SandboxState {
             stderr,
             log_lines: 0,
             dropped_log_lines: 0,
+            last_tick: Some(std::time::Instant::now()),
+            deadline_after_wait: false,
         }
     }
 
