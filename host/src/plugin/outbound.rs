@@ -191,8 +191,23 @@ impl OutboundPolicy {
         }
     }
 
-    /// Returns where a request to `uri` may connect, or `None` when it is not granted.
-    fn authorize(uri: &http::Uri, origins: &[AllowedOrigin]) -> Option<Destination> {
+    /// Returns true when a request to `uri` goes to one of `origins`.
+    fn authorize(uri: &http::Uri, origins: &[AllowedOrigin]) -> bool {
+        Destination::from_uri(uri)
+            .is_some_and(|d| origins.iter().any(|o| o.matches(d.https, &d.host, d.port)))
+    }
+}
+
+/// The scheme, host and port a request connects to.
+struct Destination {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Destination {
+    /// Reads the destination of an absolute `http` or `https` URI, with default ports.
+    fn from_uri(uri: &http::Uri) -> Option<Self> {
         let https = match uri.scheme() {
             Some(scheme) if *scheme == Scheme::HTTPS => true,
             Some(scheme) if *scheme == Scheme::HTTP => false,
@@ -202,24 +217,14 @@ impl OutboundPolicy {
         if uri.authority()?.as_str().contains('@') {
             return None;
         }
-        let raw_host = uri.host()?;
-        let host = raw_host.trim_start_matches('[').trim_end_matches(']');
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !origins.iter().any(|o| o.matches(https, host, port)) {
-            return None;
-        }
-        Some(Destination {
+        Some(Self {
             https,
             host: host.to_owned(),
             port,
         })
     }
-}
-
-struct Destination {
-    https: bool,
-    host: String,
-    port: u16,
 }
 
 /// The `wasi:http` hooks of one store: the allowlist and the sender.
@@ -256,7 +261,7 @@ impl WasiHttpHooks for OutboundHooks {
         let policy = self.policy.clone();
         let plugin_id = self.plugin_id.clone();
         Box::new(async move {
-            if OutboundPolicy::authorize(request.uri(), &policy.origins).is_none() {
+            if !OutboundPolicy::authorize(request.uri(), &policy.origins) {
                 tracing::warn!(
                     plugin = %plugin_id,
                     origin = %origin_of(request.uri()),
@@ -301,8 +306,8 @@ async fn send(
         options.and_then(|o| o.first_byte_timeout),
     );
 
-    // The body is buffered so the request can be sent again: a pooled connection the peer
-    // closed meanwhile (a restarted vCenter) fails only after the request was written.
+    // The body is buffered so the request can be sent again, because a pooled connection
+    // that the peer closed meanwhile (a restarted vCenter) fails only after the write.
     let (parts, body) = request.into_parts();
     let body = http_body_util::Limited::new(body, MAX_REQUEST_BODY)
         .collect()
@@ -385,6 +390,9 @@ trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'sta
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// Opens TCP, and TLS for `https`, to the origin of a pooled request.
+///
+/// NOTE: the pool connects under the declaration's `connect_timeout_secs`; a shorter connect
+/// timeout the plugin sets in its request options is not applied.
 #[derive(Clone)]
 struct PluginConnector {
     tls: Arc<TlsPolicy>,
@@ -403,15 +411,8 @@ impl tower_service::Service<http::Uri> for PluginConnector {
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let connector = self.clone();
         Box::pin(async move {
-            let https = uri.scheme() == Some(&Scheme::HTTPS);
-            let host = uri
-                .host()
-                .ok_or(HttpError::HttpRequestUriInvalid)?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let destination = Destination { https, host, port };
+            let destination =
+                Destination::from_uri(&uri).ok_or(HttpError::HttpRequestUriInvalid)?;
             let stream = tokio::time::timeout(
                 connector.connect_timeout,
                 connect(&connector.tls, &destination),
@@ -498,7 +499,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(1),
         );
-        OutboundPolicy::authorize(&uri.parse().unwrap(), &policy.origins).is_some()
+        OutboundPolicy::authorize(&uri.parse().unwrap(), &policy.origins)
     }
 
     #[test]
