@@ -209,7 +209,8 @@ async fn guest_data_is_merged_and_its_absence_is_no_error() {
     let report = unmerged.run_cycle().await;
     let without_guest = live.read(|data| data.vms["fake.002"].metrics.clone().unwrap());
 
-    assert!(with_guest.data_sources.vsphere && with_guest.data_sources.guest_os);
+    assert!(with_guest.data_sources.vsphere);
+    assert!(with_guest.data_sources.guest_os);
     assert_eq!(
         with_guest.cpu.usage_percent,
         Some(55.0),

@@ -842,7 +842,7 @@ async fn collection_cycle_isolates_slow_batch_and_recovers_after_restart() {
     assert_eq!(statuses[&VmStatus::Online], first.vms_collected);
 }
 
-/// Returns the size of the cycle's batch that holds the VM named `name`: the cycle sorts
+/// Returns the size of the cycle's batch that contains the VM named `name`: the cycle sorts
 /// powered-on VMs by ID and cuts batches of 50.
 fn batch_size_containing(live: &LiveState, name: &str) -> usize {
     let mut ids: Vec<(String, String)> = live.read(|data| {

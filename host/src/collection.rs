@@ -22,7 +22,7 @@ use crate::metrics::RealtimeMetrics;
 use crate::plugin::bindings::types::PowerState;
 use crate::plugin::{CollectResult, Plugin, PluginError, Vm, describe_guest_error};
 
-/// What one cycle did.
+/// The summary of one cycle.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CycleReport {
@@ -103,7 +103,7 @@ impl CollectionLoop {
         }
     }
 
-    /// The loop's counters, shared with readers.
+    /// Returns the loop's counters, shared with readers.
     pub fn stats(&self) -> Arc<Mutex<LoopStats>> {
         self.stats.clone()
     }

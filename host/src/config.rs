@@ -64,7 +64,7 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Where compiled components are cached; no cache when unset.
+    /// Folder of the compiled-component cache; no cache when unset.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -128,7 +128,7 @@ impl CollectionConfig {
     }
 }
 
-/// Where and how long history is kept.
+/// Location and retention of the history store.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -153,7 +153,7 @@ impl StorageConfig {
     }
 }
 
-/// What a plugin component implements.
+/// The world a plugin component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PluginKind {
@@ -172,7 +172,7 @@ impl std::fmt::Display for PluginKind {
     }
 }
 
-/// What a collector contributes.
+/// The part a collector plays in a cycle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CollectorRole {
@@ -346,8 +346,8 @@ impl PluginConfig {
         check_seconds("call_timeout_secs", self.call_timeout_secs)?;
         check_seconds("connect_timeout_secs", self.connect_timeout_secs)?;
         check_seconds("response_timeout_secs", self.response_timeout_secs)?;
-        // A peer that does not answer must surface as the plugin's own timeout error, not
-        // as the call deadline, which counts as misbehaviour and pauses the plugin.
+        // A silent peer must surface as the plugin's own timeout error, not as the call
+        // deadline, which counts as misbehaviour and pauses the plugin.
         if self.kind == PluginKind::Collector
             && self.response_timeout_secs >= self.call_timeout_secs
         {

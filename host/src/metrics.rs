@@ -186,12 +186,12 @@ metric_groups! {
 /// The metric group names, in JSON order.
 pub const GROUPS: &[&str] = &["cpu", "memory", "disk", "network", "system"];
 
-/// A plugin's NaN or infinity is not a measurement.
+/// Drops a plugin's NaN or infinity, which is not a measurement.
 fn finite(value: Option<f64>) -> Option<f64> {
     value.filter(|v| v.is_finite())
 }
 
-/// Which layers contributed to a record.
+/// The layers that contributed to a record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataSources {
     pub vsphere: bool,
@@ -358,7 +358,8 @@ mod tests {
         assert_eq!(vsphere.system.uptime, Some(104.0));
         assert_eq!(vsphere.cpu.usage_mhz, Some(500.0));
         assert_eq!(vsphere.cpu.load1min, Some(0.5));
-        assert!(vsphere.data_sources.vsphere && vsphere.data_sources.guest_os);
+        assert!(vsphere.data_sources.vsphere);
+        assert!(vsphere.data_sources.guest_os);
     }
 
     #[test]

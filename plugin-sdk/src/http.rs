@@ -46,16 +46,16 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Why a request failed.
+/// The reason a request failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HttpError {
-    /// The URL could not be parsed; the string says why.
+    /// The URL could not be parsed; the string gives the reason.
     InvalidUrl(String),
     /// The host refused the request because the origin is not granted to this plugin.
     Denied { url: String },
     /// The connection could not be made or broke; the string carries the cause.
     Connect { url: String, reason: String },
-    /// No answer within the timeout.
+    /// No response within the timeout.
     Timeout { url: String },
     /// The exchange failed at the HTTP or TLS level.
     Protocol { url: String, reason: String },

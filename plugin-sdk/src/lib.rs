@@ -80,7 +80,7 @@ pub trait Collector {
     /// Returns the plugin's name, version and a one-line description.
     fn describe() -> PluginInfo;
 
-    /// Lists the datacenters, clusters, hosts and VMs this source knows.
+    /// Lists the datacenters, clusters, hosts and VMs this source manages.
     ///
     /// A collector that only enriches VMs found by another collector returns an empty
     /// [`Inventory`].

@@ -1,6 +1,6 @@
 //! Log lines written to the host's log, tagged with the plugin id.
 //!
-//! The host may drop lines past a per-call limit; it says so in its own log.
+//! The host may drop lines past a per-call limit and logs how many it dropped.
 
 use crate::collector_bindings::vmpulse::plugin::host::{self, LogLevel};
 

@@ -20,7 +20,7 @@ pub fn workspace_root() -> &'static Path {
 ///
 /// # Panics
 ///
-/// When cargo fails; its output then says why (often a missing
+/// When cargo fails; its output then gives the reason (often a missing
 /// `rustup target add wasm32-wasip2`).
 pub fn fixture_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 peer on 127.0.0.1 for plugin tests: answers every request with a fixed
-//! body, or accepts and never answers. It counts the connections it accepted.
+//! A minimal HTTP/1.1 peer on 127.0.0.1 for plugin tests. It responds to every request with a
+//! fixed body, or accepts and never responds, or trickles a body. It counts the connections it accepted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// How the peer answers.
+/// How the peer responds.
 #[derive(Debug, Clone)]
 pub enum Behaviour {
     /// `200 OK` with this body.
     Respond(String),
-    /// Reads the request and never answers.
+    /// Reads the request and never responds.
     Hang,
     /// Sends response headers, then one body byte every 100 ms, never finishing.
     Trickle,
@@ -115,7 +115,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, behaviour: Beha
     }
 }
 
-/// A self-signed certificate for 127.0.0.1: the server config and the PEM to trust.
+/// Creates a self-signed certificate for 127.0.0.1 and returns the server config and the PEM
+/// to trust.
 pub fn self_signed_tls() -> (Arc<rustls::ServerConfig>, String) {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     let cert_pem = certified.cert.pem();

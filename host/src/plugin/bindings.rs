@@ -38,7 +38,7 @@ macro_rules! impl_all_unknown {
     ($($record:ident { $($field:ident),* $(,)? })*) => {
         $(
             impl Default for types::$record {
-                /// Every metric unknown.
+                /// Creates a record with every metric unknown.
                 fn default() -> Self {
                     Self { $($field: None),* }
                 }

@@ -62,7 +62,7 @@ pub enum PluginError {
 }
 
 impl PluginError {
-    /// A short machine-readable name of the case, for status output and metrics labels.
+    /// Returns a short machine-readable name of the case, for status output and metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Load { .. } => "load",

@@ -51,7 +51,7 @@ use crate::config::{PluginConfig, PluginKind};
 /// How often the engine's epoch advances; a spinning guest yields this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Extra time the wall-clock timeout gives past the deadline. A guest running wasm code at
-/// the deadline traps on the next tick, well within this, and is reported as spinning; a
+/// the deadline traps on the next tick, well within this, and is reported as spinning. A
 /// guest still waiting in a host call (a slow peer) is cut by the wall-clock timeout.
 const WAIT_GRACE: Duration = Duration::from_millis(200);
 
@@ -311,12 +311,12 @@ impl Plugin {
         self.kind
     }
 
-    /// The plugin's own description, known once it is loaded.
+    /// Returns the plugin's own description, known once it is loaded.
     pub fn info(&self) -> Option<&PluginInfo> {
         self.info.as_ref()
     }
 
-    /// Whether the component came from the compile cache, and how long loading took.
+    /// Returns whether the component came from the compile cache, and how long loading took.
     pub fn load_stats(&self) -> (LoadSource, Duration) {
         (self.load_source, self.load_time)
     }

@@ -36,10 +36,11 @@ const MAX_TABLES: usize = 64;
 const MAX_RESOURCES: usize = 2_000;
 /// Bytes of headers one `wasi:http` fields resource may hold.
 const FIELD_SIZE_LIMIT: usize = 64 * 1024;
-/// Longest text a plugin may hand the host in an error or a description; longer text is cut.
+/// Maximum length of text a plugin hands the host in an error or a description. Longer
+/// text is cut.
 pub const MAX_GUEST_TEXT: usize = 4096;
 
-/// What a plugin instance keeps between calls, shared by its concurrent calls.
+/// The values a plugin instance keeps between calls, shared by its concurrent calls.
 #[derive(Debug, Default)]
 pub struct PluginState {
     values: HashMap<String, String>,
@@ -59,10 +60,10 @@ pub struct PluginContext {
 }
 
 impl PluginContext {
-    /// Prepares text from the guest for the host's logs and status: replaces every secret
-    /// value (longest first, so a secret containing another is removed whole), turns line
-    /// breaks and other control characters into spaces so a plugin cannot forge log lines,
-    /// and cuts the result to `max_len` bytes.
+    /// Prepares text from the guest for the host's logs and status. It replaces every
+    /// secret value, longest first so a secret containing another is removed whole. It turns
+    /// line breaks and other control characters into spaces so a plugin cannot forge log
+    /// lines, and it cuts the result to `max_len` bytes.
     ///
     /// NOTE: a secret split across two log calls, or encoded, is not recognized.
     pub fn sanitize(&self, text: &str, max_len: usize) -> String {
@@ -331,7 +332,8 @@ mod tests {
     fn sanitize_removes_line_breaks() {
         let clean = context(&[]).sanitize("a\nplugin loaded plugin=forged\r", 100);
 
-        assert!(!clean.contains('\n') && !clean.contains('\r'), "{clean:?}");
+        assert!(!clean.contains('\n'), "{clean:?}");
+        assert!(!clean.contains('\r'), "{clean:?}");
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl TlsPolicy {
     ///
     /// # Errors
     ///
-    /// A message naming the CA file when it cannot be read or holds no certificate.
+    /// A message naming the CA file when it cannot be read or contains no certificate.
     pub fn insert(&mut self, host: &str, port: u16, settings: &TlsConfig) -> Result<(), String> {
         let config = if settings.insecure {
             builder()

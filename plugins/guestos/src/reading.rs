@@ -1,4 +1,4 @@
-//! What one exporter payload says about a guest, before rates are computed.
+//! The values one exporter payload reports about a guest, before rates are computed.
 //!
 //! [`Reading::from_payload`] parses the payload once and hands each sample to the
 //! node_exporter and the windows_exporter mapping. Gauges land directly in the WIT metric
@@ -110,7 +110,7 @@ impl Counters {
 /// Everything mapped from one payload.
 #[derive(Debug, Clone, Default)]
 pub struct Reading {
-    /// The guest's clock when the exporter answered, in seconds since the Unix epoch
+    /// The guest's clock when the exporter responded, in seconds since the Unix epoch
     /// (`node_time_seconds` or windows_exporter's current time).
     pub exporter_time: Option<f64>,
     /// When the guest booted, in seconds since the Unix epoch.

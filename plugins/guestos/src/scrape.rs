@@ -31,7 +31,7 @@ pub fn fetch(url: &str, config: &Config) -> Result<Vec<u8>, PluginError> {
         .map_err(|err| describe_http_error(err, config))?;
     if !response.is_success() {
         return Err(PluginError::Unreachable(format!(
-            "exporter at {url} answered HTTP {}",
+            "exporter at {url} responded with HTTP {}",
             response.status
         )));
     }

@@ -1,4 +1,4 @@
-//! A collector that fails as the first VM's name asks, to test error reporting.
+//! A collector that fails as the first VM's name requests, to test error reporting.
 //!
 //! Names `config`, `unreachable`, `auth`, `protocol` and `other` fail the batch with that
 //! case; `per-vm` reports an error for every VM but the first; `panic` panics.
