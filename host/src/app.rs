@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::collection::{CollectionLoop, CycleSink, LoopStats};
@@ -52,6 +52,7 @@ pub async fn load_plugins(runtime: &PluginRuntime, config: &Config) -> LoadedPlu
 /// The running collection loops.
 pub struct Collection {
     pub stats: Vec<(String, Arc<Mutex<LoopStats>>)>,
+    pub triggers: Vec<Arc<Notify>>,
     stop: watch::Sender<bool>,
     loops: JoinSet<()>,
 }
@@ -67,6 +68,7 @@ impl Collection {
         let (stop, stopped) = watch::channel(false);
         let mut loops = JoinSet::new();
         let mut stats = Vec::new();
+        let mut triggers = Vec::new();
         for source in &plugins.discovery {
             let cycle = CollectionLoop::new(
                 source.clone(),
@@ -76,9 +78,15 @@ impl Collection {
                 sinks.clone(),
             );
             stats.push((source.id().to_owned(), cycle.stats()));
+            triggers.push(cycle.trigger());
             loops.spawn(cycle.run(stopped.clone()));
         }
-        Self { stats, stop, loops }
+        Self {
+            stats,
+            triggers,
+            stop,
+            loops,
+        }
     }
 
     /// Stops every loop after its current cycle and waits for the collectors' shutdown.

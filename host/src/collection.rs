@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::config::CollectionConfig;
@@ -74,6 +74,7 @@ pub struct CollectionLoop {
     live: Arc<LiveState>,
     sinks: Vec<Arc<dyn CycleSink>>,
     stats: Arc<Mutex<LoopStats>>,
+    trigger: Arc<Notify>,
     inventory_loaded_at: Mutex<Option<Instant>>,
     /// After vCenter rejects the credentials: when to try again, and the reason.
     auth_blocked: Mutex<Option<(Instant, String)>>,
@@ -98,9 +99,15 @@ impl CollectionLoop {
             live,
             sinks,
             stats: Arc::default(),
+            trigger: Arc::default(),
             inventory_loaded_at: Mutex::new(None),
             auth_blocked: Mutex::new(None),
         }
+    }
+
+    /// Returns a handle that starts a cycle at once when notified; the interval then restarts.
+    pub fn trigger(&self) -> Arc<Notify> {
+        self.trigger.clone()
     }
 
     /// Returns the loop's counters, shared with readers.
@@ -117,6 +124,7 @@ impl CollectionLoop {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
+                _ = self.trigger.notified() => ticker.reset(),
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
             let started = Instant::now();

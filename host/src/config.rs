@@ -27,6 +27,13 @@ use serde::Deserialize;
 
 use crate::plugin::outbound::AllowedOrigin;
 
+mod service;
+
+pub use service::{
+    AlertsConfig, AuthConfig, GroupConfig, RateLimitConfig, ServerConfig, ServerTls,
+    WebSocketConfig,
+};
+
 /// An error that makes the config file unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,6 +63,14 @@ pub struct Config {
     pub collection: CollectionConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Token checks; the API does not start without them.
+    pub auth: Option<AuthConfig>,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
 }
@@ -295,6 +310,24 @@ impl Config {
                 path: path.to_owned(),
                 message,
             })?;
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        if let Some(auth) = &self.auth {
+            auth.validate().map_err(parse_error)?;
+        }
+        self.alerts.validate().map_err(parse_error)?;
+        let mut group_ids = HashSet::new();
+        for group in &self.groups {
+            group.validate().map_err(parse_error)?;
+            if !group_ids.insert(group.id.as_str()) {
+                return Err(parse_error(format!(
+                    "groups: the id `{}` is used by two groups",
+                    group.id
+                )));
+            }
+        }
         let mut seen = HashSet::new();
         for plugin in &self.plugins {
             let fail = |message: String| ConfigError::Plugin {
@@ -315,6 +348,13 @@ impl Config {
             *dir = base.join(&*dir);
         }
         self.storage.path = base.join(&self.storage.path);
+        if let Some(auth) = &mut self.auth {
+            auth.resolve_paths(base);
+        }
+        if let Some(tls) = &mut self.server.tls {
+            tls.cert_file = base.join(&tls.cert_file);
+            tls.key_file = base.join(&tls.key_file);
+        }
         for plugin in &mut self.plugins {
             plugin.component = base.join(&plugin.component);
             for tls in plugin.tls.values_mut() {

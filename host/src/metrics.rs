@@ -213,6 +213,41 @@ pub struct RealtimeMetrics {
     pub disk: DiskMetrics,
     pub network: NetworkMetrics,
     pub system: SystemMetrics,
+    /// The VM's active alerts; filled when the record is served, in the reader's language.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<MetricAlert>,
+}
+
+/// An active alert as RealtimeMetrics lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricAlert {
+    pub metric: crate::alerts::AlertMetric,
+    pub severity: crate::alerts::Severity,
+    pub threshold: f64,
+    pub current_value: f64,
+    pub message: String,
+}
+
+impl MetricAlert {
+    pub fn new(alert: &crate::alerts::Alert, lang: crate::i18n::Lang) -> Self {
+        Self {
+            metric: alert.metric,
+            severity: alert.severity,
+            threshold: alert.threshold,
+            current_value: alert.current_value,
+            message: alert.message(lang),
+        }
+    }
+}
+
+/// Returns true when `path` names a metric, such as `cpu.usagePercent`.
+pub fn is_path(path: &str) -> bool {
+    path.split_once('.').is_some_and(|(group, name)| {
+        FIELDS
+            .iter()
+            .any(|field| field.group == group && field.name == name)
+    })
 }
 
 impl RealtimeMetrics {
@@ -231,6 +266,7 @@ impl RealtimeMetrics {
             disk: (&sample.disk).into(),
             network: (&sample.network).into(),
             system: (&sample.system).into(),
+            alerts: Vec::new(),
         }
     }
 

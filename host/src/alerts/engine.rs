@@ -1,0 +1,538 @@
+//! The alert engine: hold times, escalation, hysteresis and resolution per (VM, rule).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+use vmpulse_store::Store;
+
+use super::{Alert, AlertChange, AlertEvent, Direction, Severity};
+use crate::config::AlertsConfig;
+use crate::live::LiveState;
+use crate::metrics::RealtimeMetrics;
+use crate::plugin::Plugin;
+use crate::plugin::bindings::types::{Finding, Vm};
+
+/// Resolved alerts kept in memory for listings; older ones stay in the store.
+const RECENT_RESOLVED: usize = 200;
+
+/// Alert events buffered for slow push subscribers before they miss some.
+const EVENT_CAPACITY: usize = 4096;
+
+/// An alert action that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("alert {0} not found")]
+    NotFound(String),
+    #[error("cannot store alert {id}: {message}")]
+    Store { id: String, message: String },
+}
+
+/// One (VM, plugin, rule) condition followed over cycles.
+#[derive(Debug, Clone)]
+struct Track {
+    /// When a condition worse than the active alert (or any condition, without one) was
+    /// first seen in the current unbroken run of findings.
+    pending_since_ms: Option<i64>,
+    /// Clean cycles in a row while an alert is active.
+    clean_cycles: u32,
+    alert: Option<Alert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TrackKey {
+    vm_id: String,
+    plugin: String,
+    rule: String,
+}
+
+#[derive(Debug, Default)]
+struct EngineState {
+    tracks: HashMap<TrackKey, Track>,
+    /// Resolved alerts, newest first.
+    resolved: Vec<Alert>,
+}
+
+/// Turns findings into alerts and keeps the active ones in memory and in the store.
+pub struct AlertEngine {
+    rules: Vec<Arc<Plugin>>,
+    config: AlertsConfig,
+    store: Option<Arc<Store>>,
+    state: Mutex<EngineState>,
+    events: broadcast::Sender<AlertEvent>,
+}
+
+impl std::fmt::Debug for AlertEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertEngine")
+            .field("rules", &self.rules.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AlertEngine {
+    /// Creates an engine for the loaded rule plugins. With a store, alerts are written to it
+    /// and the active and recently resolved ones are read back first.
+    ///
+    /// # Errors
+    ///
+    /// [`AlertError::Store`] when the store's alerts cannot be read.
+    pub fn new(
+        rules: Vec<Arc<Plugin>>,
+        config: AlertsConfig,
+        store: Option<Arc<Store>>,
+    ) -> Result<Self, AlertError> {
+        let mut state = EngineState::default();
+        if let Some(store) = &store {
+            restore(store, &mut state)?;
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Ok(Self {
+            rules,
+            config,
+            store,
+            state: Mutex::new(state),
+            events,
+        })
+    }
+
+    /// Subscribes to alert changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
+        self.events.subscribe()
+    }
+
+    /// Returns the active alerts, newest change first.
+    pub fn active(&self) -> Vec<Alert> {
+        let state = self.lock();
+        let mut alerts: Vec<Alert> = state
+            .tracks
+            .values()
+            .filter_map(|track| track.alert.clone())
+            .collect();
+        sort_newest_first(&mut alerts);
+        alerts
+    }
+
+    /// Returns the active alerts of one VM, worst first.
+    pub fn active_for_vm(&self, vm_id: &str) -> Vec<Alert> {
+        let state = self.lock();
+        let mut alerts: Vec<Alert> = state
+            .tracks
+            .iter()
+            .filter(|(key, _)| key.vm_id == vm_id)
+            .filter_map(|(_, track)| track.alert.clone())
+            .collect();
+        alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.rule.cmp(&b.rule)));
+        alerts
+    }
+
+    /// Returns up to `limit` resolved alerts, newest first.
+    pub fn resolved(&self, limit: usize) -> Vec<Alert> {
+        self.lock().resolved.iter().take(limit).cloned().collect()
+    }
+
+    /// Returns the alert with `id`, active or recently resolved.
+    pub fn get(&self, id: &str) -> Option<Alert> {
+        let state = self.lock();
+        state
+            .tracks
+            .values()
+            .filter_map(|track| track.alert.as_ref())
+            .chain(state.resolved.iter())
+            .find(|alert| alert.id == id)
+            .cloned()
+    }
+
+    /// Marks an active alert as acknowledged by `subject`.
+    ///
+    /// # Errors
+    ///
+    /// [`AlertError::NotFound`] when no active alert has `id`; [`AlertError::Store`] when
+    /// the change cannot be stored.
+    pub fn acknowledge(&self, id: &str, subject: &str, now_ms: i64) -> Result<Alert, AlertError> {
+        let alert = {
+            let mut state = self.lock();
+            let alert = state
+                .tracks
+                .values_mut()
+                .filter_map(|track| track.alert.as_mut())
+                .find(|alert| alert.id == id)
+                .ok_or_else(|| AlertError::NotFound(id.to_owned()))?;
+            alert.acknowledged_by = Some(subject.to_owned());
+            alert.acknowledged_at_ms = Some(now_ms);
+            alert.clone()
+        };
+        self.persist(&alert, true)?;
+        let _ = self.events.send(AlertEvent {
+            change: AlertChange::Acknowledged,
+            alert: alert.clone(),
+        });
+        Ok(alert)
+    }
+
+    /// Runs every rule plugin on the VMs collected in a cycle and applies the findings.
+    ///
+    /// `collected` lists the VMs that have fresh metrics from this cycle; the others are
+    /// left alone, because their data is missing. Active alerts of VMs no longer in the
+    /// inventory resolve. Returns the changes, which are also sent to subscribers.
+    pub async fn evaluate(
+        &self,
+        live: &LiveState,
+        collected: &[String],
+        now_ms: i64,
+    ) -> Vec<AlertEvent> {
+        let inputs: Vec<(Vm, RealtimeMetrics)> = live.read(|data| {
+            collected
+                .iter()
+                .filter_map(|id| {
+                    let record = data.vms.get(id)?;
+                    Some((record.vm.clone(), record.metrics.clone()?))
+                })
+                .collect()
+        });
+        let mut results = Vec::with_capacity(inputs.len() * self.rules.len());
+        for (vm, metrics) in &inputs {
+            let sample = metrics.to_sample();
+            for rule in &self.rules {
+                let findings = match rule.evaluate(vm, &sample).await {
+                    Ok(findings) => findings,
+                    Err(err) => {
+                        // NOTE: a failing rule leaves this VM's alerts from the rule as
+                        // they are, like missing data; the plugin's status shows the error.
+                        tracing::debug!(plugin = rule.id(), vm = %vm.id, error = %err, "rule failed");
+                        continue;
+                    }
+                };
+                results.push((vm, metrics, rule.id().to_owned(), findings));
+            }
+        }
+
+        let known: HashSet<String> =
+            live.read(|data| data.vms.keys().cloned().collect::<HashSet<_>>());
+        let mut events = Vec::new();
+        {
+            let mut state = self.lock();
+            for (vm, metrics, plugin, findings) in results {
+                self.apply(
+                    &mut state,
+                    vm,
+                    metrics,
+                    &plugin,
+                    findings,
+                    now_ms,
+                    &mut events,
+                );
+            }
+            self.resolve_removed(&mut state, &known, now_ms, &mut events);
+            for event in &events {
+                if event.change == AlertChange::Resolved {
+                    state.resolved.insert(0, event.alert.clone());
+                }
+            }
+            state.resolved.truncate(RECENT_RESOLVED);
+        }
+        for event in &events {
+            let active = event.change != AlertChange::Resolved;
+            if let Err(err) = self.persist(&event.alert, active) {
+                tracing::error!(alert = %event.alert.id, error = %err, "alert change not stored");
+            }
+            let _ = self.events.send(event.clone());
+        }
+        events
+    }
+
+    /// Applies one rule plugin's findings for one VM.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        state: &mut EngineState,
+        vm: &Vm,
+        metrics: &RealtimeMetrics,
+        plugin: &str,
+        findings: Vec<Finding>,
+        now_ms: i64,
+        events: &mut Vec<AlertEvent>,
+    ) {
+        let mut worst: HashMap<String, Finding> = HashMap::new();
+        for finding in findings {
+            if !finding.current_value.is_finite() || !finding.threshold.is_finite() {
+                continue;
+            }
+            match worst.get(&finding.rule) {
+                Some(kept) if Severity::from(kept.severity) >= Severity::from(finding.severity) => {
+                }
+                _ => {
+                    worst.insert(finding.rule.clone(), finding);
+                }
+            }
+        }
+
+        // Rules with a finding now.
+        for (rule, finding) in &worst {
+            let key = TrackKey {
+                vm_id: vm.id.clone(),
+                plugin: plugin.to_owned(),
+                rule: rule.clone(),
+            };
+            let track = state.tracks.entry(key).or_insert(Track {
+                pending_since_ms: None,
+                clean_cycles: 0,
+                alert: None,
+            });
+            if let Some(event) = self.on_finding(track, vm, plugin, finding, now_ms) {
+                events.push(event);
+            }
+        }
+
+        // Rules of this plugin and VM without a finding now.
+        let quiet: Vec<TrackKey> = state
+            .tracks
+            .keys()
+            .filter(|key| {
+                key.vm_id == vm.id && key.plugin == plugin && !worst.contains_key(&key.rule)
+            })
+            .cloned()
+            .collect();
+        for key in quiet {
+            let Some(track) = state.tracks.get_mut(&key) else {
+                continue;
+            };
+            track.pending_since_ms = None;
+            let Some(alert) = &track.alert else {
+                state.tracks.remove(&key);
+                continue;
+            };
+            match self.clean_verdict(alert, metrics) {
+                Clean::Unknown => {}
+                Clean::NotYet => track.clean_cycles = 0,
+                Clean::Yes => track.clean_cycles += 1,
+            }
+            if track.clean_cycles >= self.config.clear_cycles {
+                let mut alert = track.alert.take().expect("checked above");
+                alert.resolved_at_ms = Some(now_ms);
+                state.tracks.remove(&key);
+                events.push(AlertEvent {
+                    change: AlertChange::Resolved,
+                    alert,
+                });
+            }
+        }
+    }
+
+    /// Updates a track with a finding; returns the change it caused, if any.
+    fn on_finding(
+        &self,
+        track: &mut Track,
+        vm: &Vm,
+        plugin: &str,
+        finding: &Finding,
+        now_ms: i64,
+    ) -> Option<AlertEvent> {
+        track.clean_cycles = 0;
+        let severity = Severity::from(finding.severity);
+        let hold_ms = i64::from(finding.hold_seconds) * 1000;
+        let Some(alert) = &mut track.alert else {
+            let since = *track.pending_since_ms.get_or_insert(now_ms);
+            if now_ms - since < hold_ms {
+                return None;
+            }
+            track.pending_since_ms = None;
+            let alert = Alert {
+                id: alert_id(&vm.id, plugin, &finding.rule, now_ms),
+                vm_id: vm.id.clone(),
+                vm_name: vm.name.clone(),
+                plugin: plugin.to_owned(),
+                rule: finding.rule.clone(),
+                metric: finding.group.into(),
+                severity,
+                threshold: finding.threshold,
+                current_value: finding.current_value,
+                // A firing value is past its threshold, so its side tells the direction.
+                direction: if finding.current_value >= finding.threshold {
+                    Direction::Above
+                } else {
+                    Direction::Below
+                },
+                rule_message: finding.message.clone(),
+                fired_at_ms: now_ms,
+                changed_at_ms: now_ms,
+                resolved_at_ms: None,
+                acknowledged_by: None,
+                acknowledged_at_ms: None,
+            };
+            track.alert = Some(alert.clone());
+            return Some(AlertEvent {
+                change: AlertChange::Fired,
+                alert,
+            });
+        };
+
+        alert.current_value = finding.current_value;
+        alert.vm_name = vm.name.clone();
+        if severity > alert.severity {
+            let since = *track.pending_since_ms.get_or_insert(now_ms);
+            if now_ms - since < hold_ms {
+                return None;
+            }
+            track.pending_since_ms = None;
+            alert.severity = severity;
+            alert.threshold = finding.threshold;
+            alert.rule_message = finding.message.clone();
+            alert.changed_at_ms = now_ms;
+            // A new, worse condition needs a new acknowledgement.
+            alert.acknowledged_by = None;
+            alert.acknowledged_at_ms = None;
+            return Some(AlertEvent {
+                change: AlertChange::Escalated,
+                alert: alert.clone(),
+            });
+        }
+        track.pending_since_ms = None;
+        if severity == alert.severity {
+            alert.threshold = finding.threshold;
+            alert.rule_message = finding.message.clone();
+            return None;
+        }
+        // A lower severity: step down only once the value is clear of the alert's threshold
+        // by the hysteresis margin.
+        if !self.past_margin(alert, finding.current_value) {
+            return None;
+        }
+        alert.severity = severity;
+        alert.threshold = finding.threshold;
+        alert.rule_message = finding.message.clone();
+        alert.changed_at_ms = now_ms;
+        Some(AlertEvent {
+            change: AlertChange::SteppedDown,
+            alert: alert.clone(),
+        })
+    }
+
+    /// Decides whether a cycle without a finding counts toward resolving `alert`.
+    fn clean_verdict(&self, alert: &Alert, metrics: &RealtimeMetrics) -> Clean {
+        if !crate::metrics::is_path(&alert.rule) {
+            // The rule is not named after a metric, so only its silence can be judged.
+            return Clean::Yes;
+        }
+        match metrics.get(&alert.rule) {
+            None => Clean::Unknown,
+            Some(value) if self.past_margin(alert, value) => Clean::Yes,
+            Some(_) => Clean::NotYet,
+        }
+    }
+
+    /// Returns true when `value` is on the good side of the alert's threshold by at least
+    /// the hysteresis margin. The bad side is the one the alert's value was on when it
+    /// fired or last changed severity.
+    fn past_margin(&self, alert: &Alert, value: f64) -> bool {
+        let margin = alert.threshold.abs() * self.config.hysteresis_percent / 100.0;
+        if alert.direction == Direction::Above {
+            value <= alert.threshold - margin
+        } else {
+            value >= alert.threshold + margin
+        }
+    }
+
+    fn resolve_removed(
+        &self,
+        state: &mut EngineState,
+        known: &HashSet<String>,
+        now_ms: i64,
+        events: &mut Vec<AlertEvent>,
+    ) {
+        let removed: Vec<TrackKey> = state
+            .tracks
+            .keys()
+            .filter(|key| !known.contains(&key.vm_id))
+            .cloned()
+            .collect();
+        for key in removed {
+            if let Some(mut alert) = state.tracks.remove(&key).and_then(|track| track.alert) {
+                alert.resolved_at_ms = Some(now_ms);
+                events.push(AlertEvent {
+                    change: AlertChange::Resolved,
+                    alert,
+                });
+            }
+        }
+    }
+
+    fn persist(&self, alert: &Alert, active: bool) -> Result<(), AlertError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(alert).map_err(|err| AlertError::Store {
+            id: alert.id.clone(),
+            message: err.to_string(),
+        })?;
+        store
+            .put_alert(&alert.id, active, &bytes)
+            .map_err(|err| AlertError::Store {
+                id: alert.id.clone(),
+                message: err.to_string(),
+            })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, EngineState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+enum Clean {
+    /// The metric is unknown this cycle: missing data changes nothing.
+    Unknown,
+    /// Known but still within the hysteresis margin.
+    NotYet,
+    Yes,
+}
+
+fn alert_id(vm_id: &str, plugin: &str, rule: &str, fired_at_ms: i64) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (vm_id, plugin, rule).hash(&mut hasher);
+    format!("alt-{fired_at_ms:x}-{:08x}", hasher.finish() as u32)
+}
+
+fn sort_newest_first(alerts: &mut [Alert]) {
+    alerts.sort_by(|a, b| {
+        b.changed_at_ms
+            .cmp(&a.changed_at_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+fn restore(store: &Store, state: &mut EngineState) -> Result<(), AlertError> {
+    let read_error = |err: vmpulse_store::StoreError| AlertError::Store {
+        id: "*".to_owned(),
+        message: err.to_string(),
+    };
+    for record in store.active_alerts().map_err(read_error)? {
+        let alert: Alert = match serde_json::from_slice(&record.record) {
+            Ok(alert) => alert,
+            Err(err) => {
+                tracing::warn!(alert = %record.alert_id, error = %err, "unreadable stored alert skipped");
+                continue;
+            }
+        };
+        let key = TrackKey {
+            vm_id: alert.vm_id.clone(),
+            plugin: alert.plugin.clone(),
+            rule: alert.rule.clone(),
+        };
+        state.tracks.insert(
+            key,
+            Track {
+                pending_since_ms: None,
+                clean_cycles: 0,
+                alert: Some(alert),
+            },
+        );
+    }
+    for record in store.resolved_alerts(RECENT_RESOLVED).map_err(read_error)? {
+        if let Ok(alert) = serde_json::from_slice::<Alert>(&record.record) {
+            state.resolved.push(alert);
+        }
+    }
+    Ok(())
+}
