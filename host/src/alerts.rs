@@ -125,4 +125,4 @@ impl Alert {
 
 mod engine;
 
-pub use engine::{AlertEngine, AlertError};
+pub use engine::{AlertEngine, AlertError, RuleResult};

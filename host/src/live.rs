@@ -174,3 +174,23 @@ impl VmRecord {
         }
     }
 }
+
+/// A powered-on VM with only an id and a name, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_vm(id: &str, name: &str) -> Vm {
+    Vm {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        source_ref: None,
+        host_id: None,
+        cluster_id: None,
+        datacenter_id: None,
+        folder: None,
+        power_state: PowerState::PoweredOn,
+        vcpus: None,
+        memory_mb: None,
+        tools_status: None,
+        guest_ip: None,
+        guest_hostname: None,
+    }
+}

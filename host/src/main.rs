@@ -6,12 +6,14 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
+use vmpulse::alerts::AlertEngine;
 use vmpulse::app;
 use vmpulse::collection::CycleSink;
 use vmpulse::config::{CollectorRole, Config, PluginKind};
 use vmpulse::live::LiveState;
 use vmpulse::persist;
 use vmpulse::plugin::PluginRuntime;
+use vmpulse::service::{Pipeline, Service};
 
 #[derive(Parser)]
 #[command(version, about = "Real-time VM monitoring for VMware vSphere")]
@@ -82,16 +84,41 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let (writer, writer_task) = persist::StoreWriter::start(store.clone(), live.clone());
     let retention = tokio::spawn(persist::run_retention(store.clone()));
 
-    let sinks: Vec<Arc<dyn CycleSink>> = vec![writer];
+    let alerts = AlertEngine::new(
+        plugins.rules.clone(),
+        config.alerts.clone(),
+        Some(store.clone()),
+    )?;
+    let all_plugins: Vec<_> = [&plugins.discovery, &plugins.enrichment, &plugins.rules]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let service = Service::new(
+        Arc::new(config.clone()),
+        live.clone(),
+        Some(store.clone()),
+        Arc::new(alerts),
+        all_plugins,
+        plugins.failed.clone(),
+    );
+    service.refresh_views();
+    let (pipeline, pipeline_task) = Pipeline::start(service.clone());
+
+    let sinks: Vec<Arc<dyn CycleSink>> = vec![writer, pipeline];
     let collection = app::Collection::start(&config, &plugins, live, sinks);
+    *service.loops.lock().unwrap_or_else(|p| p.into_inner()) = collection.stats.clone();
+    *service.triggers.lock().unwrap_or_else(|p| p.into_inner()) = collection.triggers.clone();
     tracing::info!(collectors = plugins.discovery.len(), "vmpulse is running");
 
     app::shutdown_signal().await;
     tracing::info!("stopping: finishing the current cycles");
     collection.stop().await;
     retention.abort();
-    // The loops held the last senders: the writer drains its queue and ends.
+    // The loops held the last senders: the writer and the pipeline drain their queues
+    // and end.
     writer_task.await?;
+    pipeline_task.await?;
     Ok(())
 }
 

@@ -806,3 +806,344 @@ impl<'a> EntityNames<'a> {
         names
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::Direction;
+    use crate::live::{SourceInventory, test_vm};
+    use crate::metrics::RealtimeMetrics;
+    use crate::plugin::bindings::types::{Cluster, Datacenter, HostSystem};
+
+    const NOW: i64 = 1_000_000_000;
+    const INTERVAL: Duration = Duration::from_secs(30);
+
+    struct VmSpec {
+        id: &'static str,
+        name: &'static str,
+        host: &'static str,
+        on: bool,
+        vcpus: u32,
+        memory_mb: u64,
+        /// Age of the newest data in ms; `None` for no data.
+        age_ms: Option<i64>,
+        fill: fn(&mut RealtimeMetrics),
+    }
+
+    fn record(spec: &VmSpec) -> VmRecord {
+        let mut vm = test_vm(spec.id, spec.name);
+        vm.host_id = Some(spec.host.to_owned());
+        vm.cluster_id = Some("c-1".to_owned());
+        vm.datacenter_id = Some("dc-1".to_owned());
+        vm.folder = Some(format!("/dc-1/vm/{}", &spec.name[..3]));
+        vm.vcpus = Some(spec.vcpus);
+        vm.memory_mb = Some(spec.memory_mb);
+        if !spec.on {
+            vm.power_state = PowerState::PoweredOff;
+        }
+        let metrics = spec.age_ms.map(|_| {
+            let mut metrics = RealtimeMetrics {
+                vm_id: spec.id.to_owned(),
+                ..RealtimeMetrics::default()
+            };
+            (spec.fill)(&mut metrics);
+            metrics
+        });
+        VmRecord {
+            vm,
+            source: "vc".to_owned(),
+            metrics,
+            collected_at_ms: spec.age_ms.map(|age| NOW - age),
+            last_error: None,
+        }
+    }
+
+    /// Five VMs: two online (`web-a`, `web-b`), one powered off, one on a disconnected host
+    /// and one with data four intervals old.
+    fn estate() -> LiveData {
+        let specs = [
+            VmSpec {
+                id: "a",
+                name: "web-a",
+                host: "h-1",
+                on: true,
+                vcpus: 2,
+                memory_mb: 4096,
+                age_ms: Some(1_000),
+                fill: |m| {
+                    m.cpu.usage_percent = Some(50.0);
+                    m.memory.usage_percent = Some(25.0);
+                    m.disk.usage_percent = Some(90.0);
+                    m.disk.read_iops = Some(100.0);
+                    m.disk.read_latency = Some(2.0);
+                    m.network.in_bps = Some(1000.0);
+                },
+            },
+            VmSpec {
+                id: "b",
+                name: "web-b",
+                host: "h-1",
+                on: true,
+                vcpus: 4,
+                memory_mb: 8192,
+                age_ms: Some(1_000),
+                fill: |m| {
+                    m.cpu.usage_percent = Some(10.0);
+                    m.memory.used_mb = Some(1024.0);
+                    m.disk.usage_percent = Some(50.0);
+                    m.disk.read_iops = Some(50.0);
+                    m.disk.read_latency = Some(4.0);
+                    m.network.in_bps = Some(3000.0);
+                },
+            },
+            VmSpec {
+                id: "c",
+                name: "db-c",
+                host: "h-1",
+                on: false,
+                vcpus: 8,
+                memory_mb: 2048,
+                age_ms: Some(1_000),
+                fill: |m| m.cpu.usage_percent = Some(99.0),
+            },
+            VmSpec {
+                id: "d",
+                name: "db-d",
+                host: "h-2",
+                on: true,
+                vcpus: 2,
+                memory_mb: 1024,
+                age_ms: Some(1_000),
+                fill: |m| m.cpu.usage_percent = Some(99.0),
+            },
+            VmSpec {
+                id: "e",
+                name: "app-e",
+                host: "h-1",
+                on: true,
+                vcpus: 1,
+                memory_mb: 1024,
+                age_ms: Some(4 * 30_000),
+                fill: |m| m.cpu.usage_percent = Some(99.0),
+            },
+        ];
+        let mut data = LiveData::default();
+        data.sources.insert(
+            "vc".to_owned(),
+            SourceInventory {
+                datacenters: vec![Datacenter {
+                    id: "dc-1".to_owned(),
+                    name: "Lab".to_owned(),
+                }],
+                clusters: vec![Cluster {
+                    id: "c-1".to_owned(),
+                    name: "Prod".to_owned(),
+                    datacenter_id: Some("dc-1".to_owned()),
+                }],
+                hosts: ["h-1", "h-2"]
+                    .into_iter()
+                    .map(|id| HostSystem {
+                        id: id.to_owned(),
+                        name: format!("{id}.lab"),
+                        cluster_id: Some("c-1".to_owned()),
+                        datacenter_id: Some("dc-1".to_owned()),
+                        connected: id == "h-1",
+                    })
+                    .collect(),
+            },
+        );
+        for spec in &specs {
+            data.vms.insert(spec.id.to_owned(), record(spec));
+        }
+        data
+    }
+
+    fn high_alert_on(vm_id: &str) -> Alert {
+        Alert {
+            id: format!("alt-{vm_id}"),
+            vm_id: vm_id.to_owned(),
+            vm_name: vm_id.to_owned(),
+            plugin: "rules".to_owned(),
+            rule: "cpu.usagePercent".to_owned(),
+            metric: AlertMetric::Cpu,
+            severity: Severity::High,
+            threshold: 40.0,
+            current_value: 50.0,
+            direction: Direction::Above,
+            rule_message: String::new(),
+            fired_at_ms: NOW,
+            changed_at_ms: NOW,
+            resolved_at_ms: None,
+            acknowledged_by: None,
+            acknowledged_at_ms: None,
+        }
+    }
+
+    fn groups() -> Vec<GroupConfig> {
+        vec![
+            GroupConfig {
+                id: "web".to_owned(),
+                name: "Web servers".to_owned(),
+                vm_ids: Vec::new(),
+                name_patterns: vec!["web-*".to_owned()],
+                folders: Vec::new(),
+            },
+            GroupConfig {
+                id: "db".to_owned(),
+                name: "Databases".to_owned(),
+                vm_ids: vec!["e".to_owned()],
+                name_patterns: Vec::new(),
+                folders: vec!["/dc-1/vm/db-".to_owned()],
+            },
+        ]
+    }
+
+    fn compute_estate(alerts: &[Alert]) -> Views {
+        let inputs = ViewInputs {
+            active_alerts: alerts,
+            recent_alerts: alerts,
+            now_ms: NOW,
+            interval: INTERVAL,
+        };
+        compute(
+            &estate(),
+            &GroupMatcher::new(groups()),
+            &inputs,
+            Trend::Stable,
+        )
+    }
+
+    #[test]
+    fn global_aggregate_by_hand() {
+        let views = compute_estate(&[]);
+        let global = &views.global;
+        assert_eq!(
+            global.vm_count,
+            VmCount {
+                total: 5,
+                online: 2,
+                offline: 2,
+                error: 1
+            }
+        );
+        assert_eq!(global.cpu.avg_usage_percent, Some(30.0));
+        assert_eq!(global.cpu.max_usage_percent, Some(50.0));
+        assert_eq!(global.cpu.min_usage_percent, Some(10.0));
+        // Powered on: a, b, d, e.
+        assert_eq!(global.cpu.total_cores, 9);
+        assert_eq!(global.cpu.active_cores, Some(1.4));
+        assert_eq!(global.memory.total_gb, 14.0);
+        // a: 25 % of 4096 MB; b: 1024 MB used in the guest.
+        assert_eq!(global.memory.used_gb, Some(2.0));
+        assert_eq!(global.memory.avg_usage_percent, Some(25.0));
+        assert_eq!(global.disk.avg_usage_percent, Some(70.0));
+        assert_eq!(global.disk.max_usage_percent, Some(90.0));
+        assert_eq!(global.disk.total_read_iops, Some(150.0));
+        assert_eq!(global.disk.total_write_iops, None);
+        assert_eq!(global.disk.avg_read_latency, Some(3.0));
+        assert_eq!(global.network.total_in_bps, Some(4000.0));
+        assert_eq!(global.network.avg_in_bps, Some(2000.0));
+        assert_eq!(global.network.total_out_bps, None);
+    }
+
+    #[test]
+    fn scopes_and_groups_by_hand() {
+        let views = compute_estate(&[]);
+        let cluster = views.aggregate(Scope::Cluster, "c-1").expect("cluster c-1");
+        assert_eq!(cluster.scope_name, "Prod");
+        assert_eq!(cluster.vm_count.total, 5);
+        let host = views.aggregate(Scope::Host, "h-2").expect("host h-2");
+        assert_eq!(host.vm_count.offline, 1);
+        assert_eq!(host.cpu.avg_usage_percent, None);
+        let datacenter = views.aggregate(Scope::Datacenter, "dc-1").expect("dc-1");
+        assert_eq!(datacenter.scope_name, "Lab");
+
+        let web = views.aggregate(Scope::Group, "web").expect("group web");
+        assert_eq!(web.scope_name, "Web servers");
+        assert_eq!(web.vm_count.total, 2);
+        assert_eq!(web.cpu.avg_usage_percent, Some(30.0));
+        // `c` and `d` by folder, `e` by id.
+        let db = views.aggregate(Scope::Group, "db").expect("group db");
+        assert_eq!(db.vm_count.total, 3);
+        assert_eq!(db.vm_count.error, 1);
+        assert!(views.aggregate(Scope::Group, "missing").is_none());
+    }
+
+    #[test]
+    fn overview_counts_warning_and_score() {
+        let views = compute_estate(&[high_alert_on("a")]);
+        let overview = views.overview(Lang::En);
+        assert_eq!(
+            overview.vm_status,
+            VmStatusCount {
+                total: 5,
+                online: 1,
+                offline: 2,
+                error: 1,
+                warning: 1
+            }
+        );
+        assert_eq!(views.vm_states["a"], VmState::Warning);
+        assert_eq!(overview.alerts.high, 1);
+        assert_eq!(overview.alerts.total, 1);
+        assert_eq!(overview.core_metrics.cpu.alert_count, 1);
+        assert_eq!(overview.core_metrics.disk.high_usage_count, 1);
+        // 100 - 120 x 1/5 (high) - 150 x 1/5 (error) - 20 x 2/5 (offline) = 38.
+        assert_eq!(overview.health_score.value, 38);
+        assert_eq!(overview.health_score.level, HealthLevel::Critical);
+        assert_eq!(overview.recent_alerts.len(), 1);
+        assert!(overview.recent_alerts[0].message.contains("CPU usage"));
+    }
+
+    #[test]
+    fn health_level_bands() {
+        assert_eq!(health_level(100), HealthLevel::Excellent);
+        assert_eq!(health_level(90), HealthLevel::Excellent);
+        assert_eq!(health_level(89), HealthLevel::Good);
+        assert_eq!(health_level(75), HealthLevel::Good);
+        assert_eq!(health_level(74), HealthLevel::Warning);
+        assert_eq!(health_level(50), HealthLevel::Warning);
+        assert_eq!(health_level(49), HealthLevel::Critical);
+        assert_eq!(health_level(0), HealthLevel::Critical);
+    }
+
+    #[test]
+    fn health_score_without_vms_is_full() {
+        assert_eq!(
+            health_score(&VmStatusCount::default(), &HashMap::new()),
+            100
+        );
+    }
+
+    #[test]
+    fn trend_against_window_start() {
+        let cache = ViewCache::new(Vec::new());
+        assert_eq!(cache.record_score(0, 80), Trend::Stable);
+        assert_eq!(cache.record_score(30_000, 81), Trend::Stable);
+        assert_eq!(cache.record_score(60_000, 85), Trend::Up);
+        assert_eq!(cache.record_score(90_000, 70), Trend::Down);
+        // Five minutes on, 80 at 0 ms drops out and 81 at 30 s is the reference.
+        assert_eq!(cache.record_score(330_000, 82), Trend::Stable);
+        // Then 81 drops out too and 85 at 60 s is the reference.
+        assert_eq!(cache.record_score(330_001, 82), Trend::Down);
+    }
+
+    #[test]
+    fn wildcard_patterns() {
+        assert!(wildcard_match("web-*", "web-01"));
+        assert!(wildcard_match("*-01", "web-01"));
+        assert!(wildcard_match("w?b-*", "wab-x"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("web-?", "web-01"));
+        assert!(!wildcard_match("db-*", "web-01"));
+        assert!(wildcard_match("a*b*c", "axxbyyc"));
+        assert!(!wildcard_match("a*b*c", "axxbyy"));
+    }
+
+    #[test]
+    fn folder_prefix_needs_boundary() {
+        assert!(folder_within("/dc/vm/web", "/dc/vm"));
+        assert!(folder_within("/dc/vm", "/dc/vm/"));
+        assert!(!folder_within("/dc/vmware", "/dc/vm"));
+    }
+}

@@ -29,6 +29,16 @@ pub enum AlertError {
     Store { id: String, message: String },
 }
 
+/// One rule plugin's findings for one VM whose metrics are fresh.
+#[derive(Debug, Clone)]
+pub struct RuleResult {
+    pub vm: Vm,
+    pub metrics: RealtimeMetrics,
+    /// The rule plugin's id.
+    pub plugin: String,
+    pub findings: Vec<Finding>,
+}
+
 /// One (VM, plugin, rule) condition followed over cycles.
 #[derive(Debug, Clone)]
 struct Track {
@@ -196,36 +206,41 @@ impl AlertEngine {
         for (vm, metrics) in &inputs {
             let sample = metrics.to_sample();
             for rule in &self.rules {
-                let findings = match rule.evaluate(vm, &sample).await {
-                    Ok(findings) => findings,
+                match rule.evaluate(vm, &sample).await {
+                    Ok(findings) => results.push(RuleResult {
+                        vm: vm.clone(),
+                        metrics: metrics.clone(),
+                        plugin: rule.id().to_owned(),
+                        findings,
+                    }),
+                    // A failing rule leaves this VM's alerts from the rule as they are, like
+                    // missing data; the plugin's status shows the error.
                     Err(err) => {
-                        // NOTE: a failing rule leaves this VM's alerts from the rule as
-                        // they are, like missing data; the plugin's status shows the error.
                         tracing::debug!(plugin = rule.id(), vm = %vm.id, error = %err, "rule failed");
-                        continue;
                     }
-                };
-                results.push((vm, metrics, rule.id().to_owned(), findings));
+                }
             }
         }
-
         let known: HashSet<String> =
             live.read(|data| data.vms.keys().cloned().collect::<HashSet<_>>());
+        self.apply_results(results, &known, now_ms)
+    }
+
+    /// Applies a cycle's rule results, resolves the alerts of VMs not in `known`, stores the
+    /// changes and sends them to subscribers.
+    pub fn apply_results(
+        &self,
+        results: Vec<RuleResult>,
+        known: &HashSet<String>,
+        now_ms: i64,
+    ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         {
             let mut state = self.lock();
-            for (vm, metrics, plugin, findings) in results {
-                self.apply(
-                    &mut state,
-                    vm,
-                    metrics,
-                    &plugin,
-                    findings,
-                    now_ms,
-                    &mut events,
-                );
+            for result in results {
+                self.apply(&mut state, result, now_ms, &mut events);
             }
-            self.resolve_removed(&mut state, &known, now_ms, &mut events);
+            self.resolve_removed(&mut state, known, now_ms, &mut events);
             for event in &events {
                 if event.change == AlertChange::Resolved {
                     state.resolved.insert(0, event.alert.clone());
@@ -244,17 +259,20 @@ impl AlertEngine {
     }
 
     /// Applies one rule plugin's findings for one VM.
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         state: &mut EngineState,
-        vm: &Vm,
-        metrics: &RealtimeMetrics,
-        plugin: &str,
-        findings: Vec<Finding>,
+        result: RuleResult,
         now_ms: i64,
         events: &mut Vec<AlertEvent>,
     ) {
+        let RuleResult {
+            vm,
+            metrics,
+            plugin,
+            findings,
+        } = result;
+        let (vm, metrics, plugin) = (&vm, &metrics, plugin.as_str());
         let mut worst: HashMap<String, Finding> = HashMap::new();
         for finding in findings {
             if !finding.current_value.is_finite() || !finding.threshold.is_finite() {
@@ -535,4 +553,213 @@ fn restore(store: &Store, state: &mut EngineState) -> Result<(), AlertError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::types::{MetricGroup, Severity as WitSeverity};
+
+    const CYCLE_MS: i64 = 30_000;
+
+    fn engine(clear_cycles: u32) -> AlertEngine {
+        let config = AlertsConfig {
+            clear_cycles,
+            hysteresis_percent: 5.0,
+        };
+        AlertEngine::new(Vec::new(), config, None).expect("no store to read")
+    }
+
+    fn vm(id: &str) -> Vm {
+        crate::live::test_vm(id, &format!("{id}-name"))
+    }
+
+    fn known(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    /// A cycle's result for `vm-1` with CPU usage `cpu`; the finding follows the levels
+    /// high 80 and critical 95 with `hold` seconds, as a threshold rule would report.
+    fn cycle(cpu: Option<f64>, hold: u32) -> RuleResult {
+        let mut metrics = RealtimeMetrics {
+            vm_id: "vm-1".to_owned(),
+            ..RealtimeMetrics::default()
+        };
+        metrics.cpu.usage_percent = cpu;
+        let level = match cpu {
+            Some(value) if value >= 95.0 => Some((WitSeverity::Critical, 95.0)),
+            Some(value) if value >= 80.0 => Some((WitSeverity::High, 80.0)),
+            _ => None,
+        };
+        let findings = level
+            .map(|(severity, threshold)| Finding {
+                rule: "cpu.usagePercent".to_owned(),
+                group: MetricGroup::Cpu,
+                severity,
+                threshold,
+                current_value: cpu.expect("a level needs a value"),
+                hold_seconds: hold,
+                message: String::new(),
+            })
+            .into_iter()
+            .collect();
+        RuleResult {
+            vm: vm("vm-1"),
+            metrics,
+            plugin: "rules".to_owned(),
+            findings,
+        }
+    }
+
+    /// Feeds one value per cycle and returns each cycle's changes.
+    fn run(engine: &AlertEngine, values: &[Option<f64>], hold: u32) -> Vec<Vec<AlertChange>> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let now = i as i64 * CYCLE_MS;
+                engine
+                    .apply_results(vec![cycle(*value, hold)], &known(&["vm-1"]), now)
+                    .into_iter()
+                    .map(|event| event.change)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fires_after_hold_time() {
+        let engine = engine(2);
+        let changes = run(&engine, &[Some(85.0), Some(86.0), Some(87.0)], 60);
+        assert_eq!(changes[0], vec![]);
+        assert_eq!(changes[1], vec![]);
+        assert_eq!(changes[2], vec![AlertChange::Fired]);
+        let active = engine.active();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].severity, Severity::High);
+        assert_eq!(active[0].current_value, 87.0);
+        assert_eq!(active[0].direction, Direction::Above);
+    }
+
+    #[test]
+    fn interrupted_run_restarts_hold() {
+        let engine = engine(2);
+        let changes = run(
+            &engine,
+            &[Some(85.0), Some(70.0), Some(85.0), Some(85.0)],
+            60,
+        );
+        assert!(changes.iter().all(Vec::is_empty), "{changes:?}");
+        assert!(engine.active().is_empty());
+    }
+
+    #[test]
+    fn escalates_and_keeps_id() {
+        let engine = engine(2);
+        let changes = run(&engine, &[Some(85.0), Some(97.0)], 0);
+        assert_eq!(changes[0], vec![AlertChange::Fired]);
+        assert_eq!(changes[1], vec![AlertChange::Escalated]);
+        let active = engine.active();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].severity, Severity::Critical);
+        assert_eq!(active[0].threshold, 95.0);
+        assert_eq!(active[0].fired_at_ms, 0);
+    }
+
+    #[test]
+    fn hovering_value_does_not_flap() {
+        let engine = engine(2);
+        let values: Vec<Option<f64>> = [81.0, 79.0, 81.0, 79.0, 80.5, 77.0, 79.0]
+            .into_iter()
+            .map(Some)
+            .collect();
+        let changes = run(&engine, &values, 0);
+        assert_eq!(changes[0], vec![AlertChange::Fired]);
+        let later: Vec<&AlertChange> = changes[1..].iter().flatten().collect();
+        assert!(later.is_empty(), "{later:?}");
+        assert_eq!(engine.active().len(), 1);
+    }
+
+    #[test]
+    fn resolves_after_clean_cycles_past_margin() {
+        let engine = engine(2);
+        // 76 is the threshold 80 minus 5 %: at or below it a cycle counts as clean.
+        let changes = run(&engine, &[Some(90.0), Some(75.0), Some(76.0)], 0);
+        assert_eq!(changes[0], vec![AlertChange::Fired]);
+        assert_eq!(changes[1], vec![]);
+        assert_eq!(changes[2], vec![AlertChange::Resolved]);
+        assert!(engine.active().is_empty());
+        let resolved = engine.resolved(10);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].resolved_at_ms, Some(2 * CYCLE_MS));
+    }
+
+    #[test]
+    fn missing_data_neither_fires_nor_resolves() {
+        let engine = engine(1);
+        let changes = run(&engine, &[None, None, None], 0);
+        assert!(changes.iter().all(Vec::is_empty));
+        assert!(engine.active().is_empty());
+
+        let changes = run(&engine, &[Some(90.0), None, None, None], 0);
+        assert_eq!(changes[0], vec![AlertChange::Fired]);
+        assert!(changes[1..].iter().all(Vec::is_empty), "{changes:?}");
+        assert_eq!(engine.active().len(), 1);
+    }
+
+    #[test]
+    fn steps_down_only_past_margin() {
+        let engine = engine(2);
+        // Critical at 95 with a 4.75 margin: 91 stays critical, 88 steps down to high.
+        let changes = run(&engine, &[Some(97.0), Some(91.0), Some(88.0)], 0);
+        assert_eq!(changes[0], vec![AlertChange::Fired]);
+        assert_eq!(changes[1], vec![]);
+        assert_eq!(changes[2], vec![AlertChange::SteppedDown]);
+        assert_eq!(engine.active()[0].severity, Severity::High);
+    }
+
+    #[test]
+    fn removed_vm_resolves() {
+        let engine = engine(2);
+        run(&engine, &[Some(90.0)], 0);
+        let events = engine.apply_results(Vec::new(), &known(&[]), CYCLE_MS);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].change, AlertChange::Resolved);
+        assert!(engine.active().is_empty());
+    }
+
+    #[test]
+    fn acknowledge_marks_alert() {
+        let engine = engine(2);
+        run(&engine, &[Some(90.0)], 0);
+        let id = engine.active()[0].id.clone();
+        let alert = engine.acknowledge(&id, "alice", 5).expect("active alert");
+        assert_eq!(alert.acknowledged_by.as_deref(), Some("alice"));
+        assert!(matches!(
+            engine.acknowledge("alt-missing", "alice", 5),
+            Err(AlertError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn store_keeps_alerts_across_restart() {
+        let dir = std::env::temp_dir().join(format!("vmpulse-alerts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = crate::config::StorageConfig {
+            path: dir.join("store.redb"),
+            retention_days: 7.0,
+        };
+        let store = Arc::new(crate::persist::open_store(&config).expect("new store"));
+        let first = AlertEngine::new(Vec::new(), AlertsConfig::default(), Some(store.clone()))
+            .expect("empty store");
+        first.apply_results(vec![cycle(Some(90.0), 0)], &known(&["vm-1"]), 0);
+        let fired = first.active();
+        drop(first);
+
+        let second = AlertEngine::new(Vec::new(), AlertsConfig::default(), Some(store))
+            .expect("store with one alert");
+        assert_eq!(second.active(), fired);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
