@@ -28,7 +28,8 @@
 //!
 //! Each call runs in a fresh instance: keep anything that must outlive a call (a session
 //! cookie, a counter map) with [`state::set`]. Read the plugin's `config` table with
-//! [`config`], secrets with [`secret`], and write log lines with [`log`].
+//! [`config`], secrets with [`secret`], and write log lines with [`log`]. Read a sample's
+//! value by its path, such as `cpu.usagePercent`, with [`metrics::value`].
 
 extern crate self as vmpulse_plugin_sdk;
 
@@ -37,6 +38,7 @@ pub use wit_bindgen;
 
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod state;
 mod types;
 
