@@ -3,63 +3,20 @@
 //! host's field table.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
-use vmpulse::config::Config;
 use vmpulse::metrics::{FIELDS, RealtimeMetrics};
 use vmpulse::plugin::bindings::types::{Finding, MetricGroup, PowerState, Severity, VmSample};
 use vmpulse::plugin::{GuestError, Plugin, PluginError, PluginRuntime, Vm};
-use vmpulse_tests::fixtures::workspace_root;
-
-/// Builds the plugin once per process and returns the path of its `.wasm` file.
-///
-/// The build uses its own target folder, so it waits neither for the outer `cargo test`
-/// nor for another plugin's build.
-fn component() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let target = workspace_root()
-            .join("target")
-            .join("threshold-rules-plugin");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(workspace_root())
-            .args(["build", "--quiet", "--target", "wasm32-wasip2"])
-            .args(["--profile", "release-wasm"])
-            .args(["-p", "vmpulse-plugin-threshold-rules"])
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("cannot run cargo to build plugins/threshold-rules");
-        assert!(
-            status.success(),
-            "building plugins/threshold-rules failed: {status}"
-        );
-        target
-            .join("wasm32-wasip2")
-            .join("release-wasm")
-            .join("vmpulse_plugin_threshold_rules.wasm")
-    })
-}
+use vmpulse_tests::threshold_plugin;
 
 fn runtime() -> PluginRuntime {
-    let cache = workspace_root()
-        .join("target")
-        .join("threshold-rules-plugin")
-        .join("component-cache");
-    PluginRuntime::new(Some(cache)).unwrap()
+    PluginRuntime::new(Some(threshold_plugin::component_cache())).unwrap()
 }
 
 /// Loads the plugin with `config` appended to its declaration: TOML lines that may open
 /// `[plugins.config]` tables.
 async fn load(runtime: &PluginRuntime, config: &str) -> Plugin {
-    let text = format!(
-        "[[plugins]]\nid = \"thresholds\"\nkind = \"alert-rule\"\ncomponent = {path:?}\n{config}\n",
-        path = component().display().to_string(),
-    );
-    let parsed = Config::parse(&text, Path::new("test.toml"), Path::new("/"))
-        .unwrap_or_else(|err| panic!("{err}\n{text}"));
-    let declaration = parsed.plugins.into_iter().next().unwrap();
+    let declaration = threshold_plugin::declaration("thresholds", config);
     runtime.load(&declaration).await.unwrap()
 }
 

@@ -4,5 +4,6 @@
 pub mod fixtures;
 pub mod guestos_plugin;
 pub mod http_peer;
+pub mod threshold_plugin;
 pub mod vcsim;
 pub mod vsphere_plugin;
