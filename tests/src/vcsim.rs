@@ -40,6 +40,8 @@ pub struct ReadyLine {
     pub suspended: usize,
     pub tools_not_running: usize,
     pub awkward_vms: Vec<VmEntry>,
+    /// The VMs given a guest IP with `-guest-ip`.
+    pub guest_ip_vms: Vec<VmEntry>,
     /// The launcher's process id, for measuring its CPU time.
     pub pid: u32,
 }
