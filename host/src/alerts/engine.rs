@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
-use vmpulse_store::Store;
+use vmpulse_store::{AlertWrite, Store};
 
 use super::{Alert, AlertChange, AlertEvent, Direction, Severity};
 use crate::config::AlertsConfig;
@@ -181,12 +181,13 @@ impl AlertEngine {
             alert.acknowledged_at_ms = Some(now_ms);
             alert.clone()
         };
-        self.persist(&alert, true)?;
-        let _ = self.events.send(AlertEvent {
+        let event = AlertEvent {
             change: AlertChange::Acknowledged,
-            alert: alert.clone(),
-        });
-        Ok(alert)
+            alert,
+        };
+        self.persist(std::slice::from_ref(&event))?;
+        let _ = self.events.send(event.clone());
+        Ok(event.alert)
     }
 
     /// Runs every rule plugin on the VMs collected in a cycle and applies the findings.
@@ -255,11 +256,10 @@ impl AlertEngine {
             }
             state.resolved.truncate(RECENT_RESOLVED);
         }
+        if let Err(err) = self.persist(&events) {
+            tracing::error!(changes = events.len(), error = %err, "alert changes not stored");
+        }
         for event in &events {
-            let active = event.change != AlertChange::Resolved;
-            if let Err(err) = self.persist(&event.alert, active) {
-                tracing::error!(alert = %event.alert.id, error = %err, "alert change not stored");
-            }
             let _ = self.events.send(event.clone());
         }
         events
@@ -483,20 +483,41 @@ impl AlertEngine {
         }
     }
 
-    fn persist(&self, alert: &Alert, active: bool) -> Result<(), AlertError> {
+    /// Writes alert changes to the store in one durable transaction, because a commit waits
+    /// for the disk and a cycle may change thousands of alerts. Resolved alerts are filed as
+    /// such.
+    fn persist(&self, events: &[AlertEvent]) -> Result<(), AlertError> {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let bytes = serde_json::to_vec(alert).map_err(|err| AlertError::Store {
-            id: alert.id.clone(),
-            message: err.to_string(),
-        })?;
-        store
-            .put_alert(&alert.id, active, &bytes)
-            .map_err(|err| AlertError::Store {
-                id: alert.id.clone(),
-                message: err.to_string(),
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let failed = |message: String| AlertError::Store {
+            id: match events.len() {
+                1 => first.alert.id.clone(),
+                count => format!("{} and {} more", first.alert.id, count - 1),
+            },
+            message,
+        };
+
+        let mut records = Vec::with_capacity(events.len());
+        for event in events {
+            let bytes = serde_json::to_vec(&event.alert).map_err(|err| failed(err.to_string()))?;
+            records.push(bytes);
+        }
+        let writes: Vec<AlertWrite<'_>> = events
+            .iter()
+            .zip(&records)
+            .map(|(event, record)| AlertWrite {
+                alert_id: &event.alert.id,
+                active: event.change != AlertChange::Resolved,
+                record,
             })
+            .collect();
+        store
+            .put_alerts(&writes)
+            .map_err(|err| failed(err.to_string()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, EngineState> {
@@ -833,6 +854,52 @@ mod tests {
         assert!(
             elapsed < std::time::Duration::from_millis(500),
             "a steady cycle took {elapsed:?}"
+        );
+    }
+
+    /// Opens a new store in a fresh temporary folder, which the returned guard deletes.
+    fn temp_store(name: &str) -> (Arc<Store>, TempDir) {
+        let dir = std::env::temp_dir().join(format!("vmpulse-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = crate::config::StorageConfig {
+            path: dir.join("store.redb"),
+            retention_days: 7.0,
+        };
+        let store = Arc::new(crate::persist::open_store(&config).expect("new store"));
+        (store, TempDir(dir))
+    }
+
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn cycle_changes_stored_together() {
+        // 4,500 alerts fire in one cycle. Stored one durable transaction each, they took
+        // 19 s on a 2-core VM with an ext4 disk, most of a 30 s collection interval.
+        const VMS: usize = 1_500;
+        let (store, _dir) = temp_store("batch");
+        let engine = AlertEngine::new(Vec::new(), AlertsConfig::default(), Some(store.clone()))
+            .expect("empty store");
+        let known = estate_ids(VMS);
+
+        let start = std::time::Instant::now();
+        let fired = engine.apply_results(estate_cycle(VMS, 90.0), &known, 0);
+        let elapsed = start.elapsed();
+
+        assert_eq!(fired.len(), VMS * ESTATE_RULES.len());
+        assert_eq!(
+            store.active_alerts().expect("readable").len(),
+            VMS * ESTATE_RULES.len()
+        );
+        assert!(
+            elapsed < std::time::Duration::from_secs(5),
+            "the cycle took {elapsed:?}"
         );
     }
 }
