@@ -81,6 +81,9 @@ pub struct AlertEngine {
     config: AlertsConfig,
     store: Option<Arc<Store>>,
     state: Mutex<EngineState>,
+    /// Taken while `state` is still locked and held until a change is stored and sent, so
+    /// an acknowledgement stored after the alert's resolution cannot make it active again.
+    write_order: Mutex<()>,
     events: broadcast::Sender<AlertEvent>,
 }
 
@@ -115,6 +118,7 @@ impl AlertEngine {
             config,
             store,
             state: Mutex::new(state),
+            write_order: Mutex::new(()),
             events,
         })
     }
@@ -168,7 +172,7 @@ impl AlertEngine {
     /// [`AlertError::NotFound`] when no active alert has `id`; [`AlertError::Store`] when
     /// the change cannot be stored.
     pub fn acknowledge(&self, id: &str, subject: &str, now_ms: i64) -> Result<Alert, AlertError> {
-        let alert = {
+        let (alert, _write_turn) = {
             let mut state = self.lock();
             let alert = state
                 .tracks
@@ -179,7 +183,7 @@ impl AlertEngine {
                 .ok_or_else(|| AlertError::NotFound(id.to_owned()))?;
             alert.acknowledged_by = Some(subject.to_owned());
             alert.acknowledged_at_ms = Some(now_ms);
-            alert.clone()
+            (alert.clone(), self.write_turn())
         };
         let event = AlertEvent {
             change: AlertChange::Acknowledged,
@@ -243,7 +247,7 @@ impl AlertEngine {
         now_ms: i64,
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
-        {
+        let _write_turn = {
             let mut state = self.lock();
             for result in results {
                 self.apply(&mut state, result, now_ms, &mut events);
@@ -255,7 +259,8 @@ impl AlertEngine {
                 }
             }
             state.resolved.truncate(RECENT_RESOLVED);
-        }
+            self.write_turn()
+        };
         if let Err(err) = self.persist(&events) {
             tracing::error!(changes = events.len(), error = %err, "alert changes not stored");
         }
@@ -522,6 +527,13 @@ impl AlertEngine {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, EngineState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the turn to store and send changes. Called with the state locked, it makes
+    /// changes reach the store and subscribers in the order they were made, without
+    /// holding the state during the write.
+    fn write_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_order.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -901,5 +913,36 @@ mod tests {
             elapsed < std::time::Duration::from_secs(5),
             "the cycle took {elapsed:?}"
         );
+    }
+
+    #[test]
+    fn acknowledge_racing_resolution_stays_resolved() {
+        let (store, _dir) = temp_store("ack-race");
+        let engine = AlertEngine::new(Vec::new(), AlertsConfig::default(), Some(store.clone()))
+            .expect("empty store");
+        for round in 0..40 {
+            let now = round * CYCLE_MS;
+            engine.apply_results(vec![cycle(Some(90.0), 0)], &known(&["vm-1"]), now);
+            let id = engine.active()[0].id.clone();
+            let start = std::sync::Barrier::new(2);
+
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    start.wait();
+                    // The resolution may win the race, and then the alert is not found.
+                    let _ = engine.acknowledge(&id, "alice", now + 1);
+                });
+                start.wait();
+                engine.apply_results(Vec::new(), &known(&[]), now + 2);
+            });
+
+            let stored: Vec<String> = store
+                .active_alerts()
+                .expect("readable")
+                .into_iter()
+                .map(|record| record.alert_id)
+                .collect();
+            assert!(stored.is_empty(), "round {round}: {stored:?} still active");
+        }
     }
 }
