@@ -364,8 +364,7 @@ impl AlertEngine {
         let severity = Severity::from(finding.severity);
         let hold_ms = i64::from(finding.hold_seconds) * 1000;
         let Some(alert) = &mut track.alert else {
-            let since = *track.pending_since_ms.get_or_insert(now_ms);
-            if now_ms - since < hold_ms {
+            if !has_held(&mut track.pending_since_ms, now_ms, hold_ms) {
                 return None;
             }
             track.pending_since_ms = None;
@@ -402,8 +401,7 @@ impl AlertEngine {
         alert.current_value = finding.current_value;
         alert.vm_name = vm.name.clone();
         if severity > alert.severity {
-            let since = *track.pending_since_ms.get_or_insert(now_ms);
-            if now_ms - since < hold_ms {
+            if !has_held(&mut track.pending_since_ms, now_ms, hold_ms) {
                 return None;
             }
             track.pending_since_ms = None;
@@ -543,6 +541,17 @@ enum Clean {
     /// Known but still within the hysteresis margin.
     NotYet,
     Yes,
+}
+
+/// Starts or continues a pending run at `now_ms` and returns true once it has lasted
+/// `hold_ms`. A clock that stepped back before the run's start restarts the run, because
+/// how long the condition has lasted is then unknown.
+fn has_held(pending_since_ms: &mut Option<i64>, now_ms: i64, hold_ms: i64) -> bool {
+    let since = pending_since_ms.get_or_insert(now_ms);
+    if now_ms < *since {
+        *since = now_ms;
+    }
+    now_ms - *since >= hold_ms
 }
 
 fn alert_id(vm_id: &str, plugin: &str, rule: &str, fired_at_ms: i64) -> String {
@@ -944,5 +953,29 @@ mod tests {
                 .collect();
             assert!(stored.is_empty(), "round {round}: {stored:?} still active");
         }
+    }
+
+    #[test]
+    fn hold_restarts_after_clock_steps_back() {
+        let engine = engine(2);
+        let apply = |cpu: f64, now: i64| -> Vec<AlertChange> {
+            engine
+                .apply_results(vec![cycle(Some(cpu), 60)], &known(&["vm-1"]), now)
+                .into_iter()
+                .map(|event| event.change)
+                .collect()
+        };
+        // The clock steps back an hour after the first finding.
+        let later = 3_600_000;
+        assert_eq!(apply(85.0, later), vec![]);
+        assert_eq!(apply(85.0, 0), vec![]);
+        assert_eq!(apply(85.0, CYCLE_MS), vec![]);
+        assert_eq!(apply(85.0, 2 * CYCLE_MS), vec![AlertChange::Fired]);
+
+        // The same for a higher level that must hold before it escalates.
+        assert_eq!(apply(97.0, later), vec![]);
+        assert_eq!(apply(97.0, 3 * CYCLE_MS), vec![]);
+        assert_eq!(apply(97.0, 4 * CYCLE_MS), vec![]);
+        assert_eq!(apply(97.0, 5 * CYCLE_MS), vec![AlertChange::Escalated]);
     }
 }
