@@ -286,8 +286,11 @@ impl AlertEngine {
         } = result;
         let (vm, metrics, plugin) = (&vm, &metrics, plugin.as_str());
         let mut worst: HashMap<String, Finding> = HashMap::new();
+        // Rules whose findings carry no usable number: missing data, which changes nothing.
+        let mut invalid: HashSet<String> = HashSet::new();
         for finding in findings {
             if !finding.current_value.is_finite() || !finding.threshold.is_finite() {
+                invalid.insert(finding.rule);
                 continue;
             }
             match worst.get(&finding.rule) {
@@ -319,7 +322,11 @@ impl AlertEngine {
         // Rules of this plugin and VM without a finding now.
         let quiet: Vec<RuleKey> = vm_tracks
             .keys()
-            .filter(|key| key.plugin == plugin && !worst.contains_key(&key.rule))
+            .filter(|key| {
+                key.plugin == plugin
+                    && !worst.contains_key(&key.rule)
+                    && !invalid.contains(&key.rule)
+            })
             .cloned()
             .collect();
         for key in quiet {
@@ -444,7 +451,7 @@ impl AlertEngine {
             // The rule is not named after a metric, so only its silence can be judged.
             return Clean::Yes;
         }
-        match metrics.get(&alert.rule) {
+        match metrics.get(&alert.rule).filter(|value| value.is_finite()) {
             None => Clean::Unknown,
             Some(value) if self.past_margin(alert, value) => Clean::Yes,
             Some(_) => Clean::NotYet,
@@ -536,7 +543,7 @@ impl AlertEngine {
 }
 
 enum Clean {
-    /// The metric is unknown this cycle: missing data changes nothing.
+    /// The metric is unknown or not a finite number this cycle: missing data changes nothing.
     Unknown,
     /// Known but still within the hysteresis margin.
     NotYet,
@@ -977,5 +984,64 @@ mod tests {
         assert_eq!(apply(97.0, 3 * CYCLE_MS), vec![]);
         assert_eq!(apply(97.0, 4 * CYCLE_MS), vec![]);
         assert_eq!(apply(97.0, 5 * CYCLE_MS), vec![AlertChange::Escalated]);
+    }
+
+    #[test]
+    fn invalid_finding_neither_fires_nor_resolves() {
+        let engine = engine(2);
+        // A rule not named after a metric, so only its findings tell its state.
+        let result = |value: f64| {
+            let mut result = cycle(None, 0);
+            result.findings = vec![Finding {
+                rule: "custom.latency".to_owned(),
+                group: MetricGroup::Network,
+                severity: WitSeverity::High,
+                threshold: 100.0,
+                current_value: value,
+                hold_seconds: 0,
+                message: String::new(),
+            }];
+            result
+        };
+        let apply = |result: RuleResult, now: i64| -> Vec<AlertChange> {
+            engine
+                .apply_results(vec![result], &known(&["vm-1"]), now)
+                .into_iter()
+                .map(|event| event.change)
+                .collect()
+        };
+        assert_eq!(apply(result(f64::NAN), 0), vec![]);
+        assert!(engine.active().is_empty());
+
+        assert_eq!(apply(result(150.0), CYCLE_MS), vec![AlertChange::Fired]);
+        for round in 2..5 {
+            let value = if round % 2 == 0 {
+                f64::NAN
+            } else {
+                f64::INFINITY
+            };
+            assert_eq!(
+                apply(result(value), round * CYCLE_MS),
+                vec![],
+                "round {round}"
+            );
+        }
+        assert_eq!(engine.active().len(), 1);
+        assert_eq!(engine.active()[0].current_value, 150.0);
+    }
+
+    #[test]
+    fn invalid_metric_keeps_clean_count() {
+        let engine = engine(2);
+        // 70 counts as clean, and a NaN reading between two clean cycles is missing data.
+        let changes = run(
+            &engine,
+            &[Some(90.0), Some(70.0), Some(f64::NAN), Some(70.0)],
+            0,
+        );
+        assert_eq!(changes[0], vec![AlertChange::Fired]);
+        assert_eq!(changes[1], vec![]);
+        assert_eq!(changes[2], vec![]);
+        assert_eq!(changes[3], vec![AlertChange::Resolved]);
     }
 }
