@@ -561,10 +561,13 @@ fn has_held(pending_since_ms: &mut Option<i64>, now_ms: i64, hold_ms: i64) -> bo
     now_ms - *since >= hold_ms
 }
 
+/// Returns the id of an alert that fires at `fired_at_ms`. A whole estate can fire in one
+/// cycle, so the condition's hash keeps all 64 bits: 32 bits made two equal ids likely
+/// among 100,000 conditions.
 fn alert_id(vm_id: &str, plugin: &str, rule: &str, fired_at_ms: i64) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     (vm_id, plugin, rule).hash(&mut hasher);
-    format!("alt-{fired_at_ms:x}-{:08x}", hasher.finish() as u32)
+    format!("alt-{fired_at_ms:x}-{:016x}", hasher.finish())
 }
 
 fn sort_newest_first(alerts: &mut [Alert]) {
@@ -1043,5 +1046,18 @@ mod tests {
         assert_eq!(changes[1], vec![]);
         assert_eq!(changes[2], vec![]);
         assert_eq!(changes[3], vec![AlertChange::Resolved]);
+    }
+
+    #[test]
+    fn alert_ids_unique_within_one_cycle() {
+        // Every alert of a large estate may fire in the same cycle, so ids that differ
+        // only by a hash must not collide among hundreds of thousands of conditions.
+        let mut ids = HashSet::new();
+        for vm in 0..100_000 {
+            for rule in ["cpu.usagePercent", "memory.usagePercent"] {
+                let id = alert_id(&format!("vm-{vm}"), "rules", rule, 1_700_000_000_000);
+                assert!(ids.insert(id.clone()), "{id} given twice");
+            }
+        }
     }
 }
