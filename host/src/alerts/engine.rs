@@ -198,7 +198,8 @@ impl AlertEngine {
     ///
     /// `collected` lists the VMs that have fresh metrics from this cycle; the others are
     /// left alone, because their data is missing. Active alerts of VMs no longer in the
-    /// inventory resolve. Returns the changes, which are also sent to subscribers.
+    /// inventory resolve, and so do those of rule plugins not loaded (removed from the
+    /// config or failed to load). Returns the changes, which are also sent to subscribers.
     pub async fn evaluate(
         &self,
         live: &LiveState,
@@ -235,7 +236,8 @@ impl AlertEngine {
         }
         let known: HashSet<String> =
             live.read(|data| data.vms.keys().cloned().collect::<HashSet<_>>());
-        self.apply_results(results, &known, now_ms)
+        let loaded: HashSet<&str> = self.rules.iter().map(|rule| rule.id()).collect();
+        self.apply_cycle(results, &known, Some(&loaded), now_ms)
     }
 
     /// Applies a cycle's rule results, resolves the alerts of VMs not in `known`, stores the
@@ -246,6 +248,18 @@ impl AlertEngine {
         known: &HashSet<String>,
         now_ms: i64,
     ) -> Vec<AlertEvent> {
+        self.apply_cycle(results, known, None, now_ms)
+    }
+
+    /// Applies a cycle's rule results like [`Self::apply_results`]. With `loaded`, the
+    /// alerts of rule plugins not in it also resolve, because no cycle evaluates them.
+    fn apply_cycle(
+        &self,
+        results: Vec<RuleResult>,
+        known: &HashSet<String>,
+        loaded: Option<&HashSet<&str>>,
+        now_ms: i64,
+    ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         let _write_turn = {
             let mut state = self.lock();
@@ -253,6 +267,9 @@ impl AlertEngine {
                 self.apply(&mut state, result, now_ms, &mut events);
             }
             self.resolve_removed(&mut state, known, now_ms, &mut events);
+            if let Some(loaded) = loaded {
+                resolve_unloaded(&mut state, loaded, now_ms, &mut events);
+            }
             for event in &events {
                 if event.change == AlertChange::Resolved {
                     state.resolved.insert(0, event.alert.clone());
@@ -548,6 +565,28 @@ enum Clean {
     /// Known but still within the hysteresis margin.
     NotYet,
     Yes,
+}
+
+/// Resolves the alerts, and drops the pending runs, of rule plugins not in `loaded`.
+fn resolve_unloaded(
+    state: &mut EngineState,
+    loaded: &HashSet<&str>,
+    now_ms: i64,
+    events: &mut Vec<AlertEvent>,
+) {
+    for vm_tracks in state.tracks.values_mut() {
+        let unloaded = vm_tracks.extract_if(|key, _| !loaded.contains(key.plugin.as_str()));
+        for (_, track) in unloaded {
+            if let Some(mut alert) = track.alert {
+                alert.resolved_at_ms = Some(now_ms);
+                events.push(AlertEvent {
+                    change: AlertChange::Resolved,
+                    alert,
+                });
+            }
+        }
+    }
+    state.tracks.retain(|_, vm_tracks| !vm_tracks.is_empty());
 }
 
 /// Starts or continues a pending run at `now_ms` and returns true once it has lasted
@@ -1059,5 +1098,31 @@ mod tests {
                 assert!(ids.insert(id.clone()), "{id} given twice");
             }
         }
+    }
+
+    #[test]
+    fn alerts_of_unloaded_rule_resolve() {
+        // The engine has no rule plugin loaded, as after `rules` was removed from the
+        // config, so nothing will ever evaluate the alert from `rules` again.
+        let engine = engine(2);
+        run(&engine, &[Some(90.0)], 0);
+        assert_eq!(engine.active().len(), 1);
+        let live = LiveState::default();
+        live.replace_inventory(
+            "vc",
+            crate::plugin::bindings::types::Inventory {
+                datacenters: Vec::new(),
+                clusters: Vec::new(),
+                hosts: Vec::new(),
+                vms: vec![vm("vm-1")],
+            },
+        );
+
+        let events =
+            futures::executor::block_on(engine.evaluate(&live, &["vm-1".to_owned()], CYCLE_MS));
+
+        let changes: Vec<AlertChange> = events.iter().map(|event| event.change).collect();
+        assert_eq!(changes, vec![AlertChange::Resolved]);
+        assert!(engine.active().is_empty());
     }
 }
