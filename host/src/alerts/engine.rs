@@ -351,10 +351,11 @@ impl AlertEngine {
                 continue;
             };
             track.pending_since_ms = None;
-            let Some(alert) = &track.alert else {
+            let Some(alert) = &mut track.alert else {
                 vm_tracks.remove(&key);
                 continue;
             };
+            alert.vm_name.clone_from(&vm.name);
             match self.clean_verdict(alert, metrics) {
                 Clean::Unknown => {}
                 Clean::NotYet => track.clean_cycles = 0,
@@ -1124,5 +1125,26 @@ mod tests {
         let changes: Vec<AlertChange> = events.iter().map(|event| event.change).collect();
         assert_eq!(changes, vec![AlertChange::Resolved]);
         assert!(engine.active().is_empty());
+    }
+
+    #[test]
+    fn renamed_vm_renames_quiet_alert() {
+        let engine = engine(2);
+        run(&engine, &[Some(90.0)], 0);
+        let renamed = |cpu: f64, now: i64| {
+            let mut result = cycle(Some(cpu), 0);
+            result.vm.name = "web-renamed".to_owned();
+            engine.apply_results(vec![result], &known(&["vm-1"]), now)
+        };
+
+        // 78 is below the threshold 80 but within its margin, so the rule is quiet.
+        assert!(renamed(78.0, CYCLE_MS).is_empty());
+        assert_eq!(engine.active()[0].vm_name, "web-renamed");
+
+        renamed(70.0, 2 * CYCLE_MS);
+        let events = renamed(70.0, 3 * CYCLE_MS);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].change, AlertChange::Resolved);
+        assert_eq!(events[0].alert.vm_name, "web-renamed");
     }
 }
