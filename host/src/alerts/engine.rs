@@ -403,12 +403,10 @@ impl AlertEngine {
                 severity,
                 threshold: finding.threshold,
                 current_value: finding.current_value,
-                // A firing value is past its threshold, so its side tells the direction.
-                direction: if finding.current_value >= finding.threshold {
-                    Direction::Above
-                } else {
-                    Direction::Below
-                },
+                // A firing value is past its threshold, so its side tells the direction. A
+                // value at the threshold does not, and later values settle it.
+                direction: side_of(finding.current_value, finding.threshold)
+                    .unwrap_or(Direction::Above),
                 rule_message: finding.message.clone(),
                 fired_at_ms: now_ms,
                 changed_at_ms: now_ms,
@@ -425,6 +423,9 @@ impl AlertEngine {
 
         alert.current_value = finding.current_value;
         alert.vm_name = vm.name.clone();
+        if let Some(direction) = side_of(finding.current_value, finding.threshold) {
+            alert.direction = direction;
+        }
         if severity > alert.severity {
             if !has_held(&mut track.pending_since_ms, now_ms, hold_ms) {
                 return None;
@@ -464,21 +465,33 @@ impl AlertEngine {
     }
 
     /// Decides whether a cycle without a finding counts toward resolving `alert`.
-    fn clean_verdict(&self, alert: &Alert, metrics: &RealtimeMetrics) -> Clean {
+    fn clean_verdict(&self, alert: &mut Alert, metrics: &RealtimeMetrics) -> Clean {
         if !crate::metrics::is_path(&alert.rule) {
             // The rule is not named after a metric, so only its silence can be judged.
             return Clean::Yes;
         }
-        match metrics.get(&alert.rule).filter(|value| value.is_finite()) {
-            None => Clean::Unknown,
-            Some(value) if self.past_margin(alert, value) => Clean::Yes,
-            Some(_) => Clean::NotYet,
+        let Some(value) = metrics.get(&alert.rule).filter(|value| value.is_finite()) else {
+            return Clean::Unknown;
+        };
+        // The latest finding was at the threshold, so the bad side was a guess. The rule
+        // is quiet now, so the value's side is the good one.
+        if alert.current_value == alert.threshold
+            && let Some(good_side) = side_of(value, alert.threshold)
+        {
+            alert.direction = match good_side {
+                Direction::Above => Direction::Below,
+                Direction::Below => Direction::Above,
+            };
+        }
+        if self.past_margin(alert, value) {
+            Clean::Yes
+        } else {
+            Clean::NotYet
         }
     }
 
     /// Returns true when `value` is on the good side of the alert's threshold by at least
-    /// the hysteresis margin. The bad side is the one the alert's value was on when it
-    /// fired or last changed severity.
+    /// the hysteresis margin. The bad side is the one the alert's latest finding was on.
     fn past_margin(&self, alert: &Alert, value: f64) -> bool {
         let margin = alert.threshold.abs() * self.config.hysteresis_percent / 100.0;
         if alert.direction == Direction::Above {
@@ -588,6 +601,17 @@ fn resolve_unloaded(
         }
     }
     state.tracks.retain(|_, vm_tracks| !vm_tracks.is_empty());
+}
+
+/// Returns the side of `threshold` that `value` is on, or `None` when it is on the threshold.
+fn side_of(value: f64, threshold: f64) -> Option<Direction> {
+    if value > threshold {
+        Some(Direction::Above)
+    } else if value < threshold {
+        Some(Direction::Below)
+    } else {
+        None
+    }
 }
 
 /// Starts or continues a pending run at `now_ms` and returns true once it has lasted
@@ -1146,5 +1170,40 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].change, AlertChange::Resolved);
         assert_eq!(events[0].alert.vm_name, "web-renamed");
+    }
+
+    #[test]
+    fn inclusive_below_rule_resolves() {
+        // A rule that fires while received traffic is at or below 0 bit/s. Its firing value
+        // equals the threshold, so only the later values tell which side is bad.
+        let engine = engine(2);
+        let apply = |in_bps: f64, firing: bool, now: i64| -> Vec<AlertChange> {
+            let mut result = cycle(None, 0);
+            result.metrics.network.in_bps = Some(in_bps);
+            if firing {
+                result.findings = vec![Finding {
+                    rule: "network.inBps".to_owned(),
+                    group: MetricGroup::Network,
+                    severity: WitSeverity::High,
+                    threshold: 0.0,
+                    current_value: in_bps,
+                    hold_seconds: 0,
+                    message: String::new(),
+                }];
+            }
+            engine
+                .apply_results(vec![result], &known(&["vm-1"]), now)
+                .into_iter()
+                .map(|event| event.change)
+                .collect()
+        };
+
+        assert_eq!(apply(0.0, true, 0), vec![AlertChange::Fired]);
+        assert_eq!(apply(5_000.0, false, CYCLE_MS), vec![]);
+        assert_eq!(engine.active()[0].direction, Direction::Below);
+        assert_eq!(
+            apply(5_000.0, false, 2 * CYCLE_MS),
+            vec![AlertChange::Resolved]
+        );
     }
 }
