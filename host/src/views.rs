@@ -239,7 +239,8 @@ pub struct SystemOverview {
     pub vm_status: VmStatusCount,
     pub core_metrics: CoreMetrics,
     pub alerts: AlertCount,
-    /// The five alerts that fired or escalated last, newest first.
+    /// The five alerts, active or resolved, whose severity changed last (they fired,
+    /// escalated or stepped down), newest first.
     pub recent_alerts: Vec<RecentAlert>,
 }
 

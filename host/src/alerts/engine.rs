@@ -150,6 +150,18 @@ impl AlertEngine {
         alerts
     }
 
+    /// Returns up to `limit` alerts, active or resolved, whose severity changed last (they
+    /// fired, escalated or stepped down), newest first.
+    ///
+    /// Resolved alerts come from the recent ones kept in memory, which are listed by
+    /// resolution time, so this sorts them all and not only the first `limit`.
+    pub fn recent(&self, limit: usize) -> Vec<Alert> {
+        let state = self.lock();
+        let mut alerts: Vec<&Alert> = state.active_alerts().chain(&state.resolved).collect();
+        alerts.sort_by(|a, b| newest_first(a, b));
+        alerts.into_iter().take(limit).cloned().collect()
+    }
+
     /// Returns up to `limit` resolved alerts, newest first.
     pub fn resolved(&self, limit: usize) -> Vec<Alert> {
         self.lock().resolved.iter().take(limit).cloned().collect()
@@ -635,11 +647,14 @@ fn alert_id(vm_id: &str, plugin: &str, rule: &str, fired_at_ms: i64) -> String {
 }
 
 fn sort_newest_first(alerts: &mut [Alert]) {
-    alerts.sort_by(|a, b| {
-        b.changed_at_ms
-            .cmp(&a.changed_at_ms)
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    alerts.sort_by(newest_first);
+}
+
+/// Orders alerts by their latest change, newest first, then by id.
+fn newest_first(a: &Alert, b: &Alert) -> std::cmp::Ordering {
+    b.changed_at_ms
+        .cmp(&a.changed_at_ms)
+        .then_with(|| a.id.cmp(&b.id))
 }
 
 fn restore(store: &Store, state: &mut EngineState) -> Result<(), AlertError> {
