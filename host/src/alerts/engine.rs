@@ -662,6 +662,7 @@ fn restore(store: &Store, state: &mut EngineState) -> Result<(), AlertError> {
         id: "*".to_owned(),
         message: err.to_string(),
     };
+    let mut superseded = Vec::new();
     for record in store.active_alerts().map_err(read_error)? {
         let alert: Alert = match serde_json::from_slice(&record.record) {
             Ok(alert) => alert,
@@ -674,21 +675,61 @@ fn restore(store: &Store, state: &mut EngineState) -> Result<(), AlertError> {
             plugin: alert.plugin.clone(),
             rule: alert.rule.clone(),
         };
-        state.tracks.entry(alert.vm_id.clone()).or_default().insert(
-            key,
-            Track {
+        let vm_tracks = state.tracks.entry(alert.vm_id.clone()).or_default();
+        let Some(track) = vm_tracks.get_mut(&key) else {
+            let track = Track {
                 pending_since_ms: None,
                 clean_cycles: 0,
                 alert: Some(alert),
-            },
-        );
+            };
+            vm_tracks.insert(key, track);
+            continue;
+        };
+        // A second active alert for one condition means the first one's resolution was
+        // not stored. Keep the newer one and resolve the older one when the newer fired.
+        let kept = track.alert.as_mut().expect("restored tracks have alerts");
+        let mut older = if alert.fired_at_ms > kept.fired_at_ms {
+            std::mem::replace(kept, alert)
+        } else {
+            alert
+        };
+        older.resolved_at_ms = Some(kept.fired_at_ms);
+        superseded.push(older);
     }
+    store_superseded(store, &superseded);
+
     for record in store.resolved_alerts(RECENT_RESOLVED).map_err(read_error)? {
         if let Ok(alert) = serde_json::from_slice::<Alert>(&record.record) {
             state.resolved.push(alert);
         }
     }
     Ok(())
+}
+
+/// Stores restored alerts that a newer alert of their condition replaced as resolved.
+fn store_superseded(store: &Store, superseded: &[Alert]) {
+    if superseded.is_empty() {
+        return;
+    }
+    let records: Vec<(&Alert, Vec<u8>)> = superseded
+        .iter()
+        .filter_map(|alert| Some((alert, serde_json::to_vec(alert).ok()?)))
+        .collect();
+    let writes: Vec<AlertWrite<'_>> = records
+        .iter()
+        .map(|(alert, record)| AlertWrite {
+            alert_id: &alert.id,
+            active: false,
+            record,
+        })
+        .collect();
+    let ids: Vec<&str> = superseded.iter().map(|alert| alert.id.as_str()).collect();
+    match store.put_alerts(&writes) {
+        Ok(()) => tracing::warn!(alerts = ?ids, "stored alerts replaced by newer ones resolved"),
+        Err(err) => {
+            tracing::error!(alerts = ?ids, error = %err, "replaced alerts not stored as resolved")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1220,5 +1261,42 @@ mod tests {
             apply(5_000.0, false, 2 * CYCLE_MS),
             vec![AlertChange::Resolved]
         );
+    }
+
+    #[test]
+    fn restore_keeps_one_alert_per_condition() {
+        // Two active records for one condition, as left by a failed write: the resolution
+        // of the first was not stored before the condition fired again.
+        let (store, _dir) = temp_store("duplicates");
+        let first = AlertEngine::new(Vec::new(), AlertsConfig::default(), Some(store.clone()))
+            .expect("empty store");
+        first.apply_results(vec![cycle(Some(90.0), 0)], &known(&["vm-1"]), 0);
+        let older = first.active()[0].clone();
+        drop(first);
+        let newer = Alert {
+            id: alert_id("vm-1", "rules", "cpu.usagePercent", 10 * CYCLE_MS),
+            fired_at_ms: 10 * CYCLE_MS,
+            changed_at_ms: 10 * CYCLE_MS,
+            ..older.clone()
+        };
+        let record = serde_json::to_vec(&newer).expect("serializable");
+        store.put_alert(&newer.id, true, &record).expect("stored");
+
+        let second = AlertEngine::new(Vec::new(), AlertsConfig::default(), Some(store.clone()))
+            .expect("store with two alerts");
+
+        let active: Vec<String> = second.active().into_iter().map(|alert| alert.id).collect();
+        assert_eq!(active, vec![newer.id.clone()]);
+        let stored: Vec<String> = store
+            .active_alerts()
+            .expect("readable")
+            .into_iter()
+            .map(|record| record.alert_id)
+            .collect();
+        assert_eq!(stored, vec![newer.id.clone()]);
+        let resolved = second.resolved(10);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].id, older.id);
+        assert_eq!(resolved[0].resolved_at_ms, Some(10 * CYCLE_MS));
     }
 }
