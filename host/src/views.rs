@@ -632,8 +632,13 @@ fn compute(data: &LiveData, groups: &GroupMatcher, inputs: &ViewInputs<'_>, tren
         .filter(|host| !host.connected)
         .map(|host| host.id.clone())
         .collect();
+    // The worst severity of each VM in the inventory. An alert of a VM that left it only
+    // lasts until the next cycle resolves it, and the score's shares are of known VMs.
     let mut worst_by_vm: HashMap<&str, Severity> = HashMap::new();
     for alert in inputs.active_alerts {
+        if !data.vms.contains_key(&alert.vm_id) {
+            continue;
+        }
         let worst = worst_by_vm
             .entry(alert.vm_id.as_str())
             .or_insert(alert.severity);
@@ -1146,5 +1151,16 @@ mod tests {
         assert!(folder_within("/dc/vm/web", "/dc/vm"));
         assert!(folder_within("/dc/vm", "/dc/vm/"));
         assert!(!folder_within("/dc/vmware", "/dc/vm"));
+    }
+
+    #[test]
+    fn score_ignores_alerts_of_unknown_vms() {
+        // Right after a restart, restored alerts may name VMs that left the inventory. They
+        // resolve at the next cycle and must not weigh on a share of the other VMs.
+        let without = compute_estate(&[]).overview(Lang::En);
+        let with = compute_estate(&[high_alert_on("gone")]).overview(Lang::En);
+
+        assert_eq!(with.health_score.value, without.health_score.value);
+        assert_eq!(with.vm_status, without.vm_status);
     }
 }
