@@ -1,4 +1,5 @@
-//! The alert engine: hold times, escalation, hysteresis and resolution per (VM, rule).
+//! The alert engine: hold times, escalation, hysteresis and resolution per (VM, rule plugin,
+//! rule).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -136,7 +137,7 @@ impl AlertEngine {
         alerts
     }
 
-    /// Returns the active alerts of one VM, worst first.
+    /// Returns the active alerts of one VM, worst first, then by rule and plugin.
     pub fn active_for_vm(&self, vm_id: &str) -> Vec<Alert> {
         let state = self.lock();
         let mut alerts: Vec<Alert> = state
@@ -146,7 +147,12 @@ impl AlertEngine {
             .flat_map(HashMap::values)
             .filter_map(|track| track.alert.clone())
             .collect();
-        alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.rule.cmp(&b.rule)));
+        alerts.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| a.rule.cmp(&b.rule))
+                .then_with(|| a.plugin.cmp(&b.plugin))
+        });
         alerts
     }
 
@@ -1298,5 +1304,28 @@ mod tests {
         assert_eq!(resolved.len(), 1);
         assert_eq!(resolved[0].id, older.id);
         assert_eq!(resolved[0].resolved_at_ms, Some(10 * CYCLE_MS));
+    }
+
+    #[test]
+    fn same_rule_from_two_plugins_listed_in_order() {
+        // Track maps iterate in a random order per map, so repeat with fresh engines.
+        for _ in 0..20 {
+            let engine = engine(2);
+            let results = ["rules-b", "rules-a"]
+                .into_iter()
+                .map(|plugin| RuleResult {
+                    plugin: plugin.to_owned(),
+                    ..cycle(Some(90.0), 0)
+                })
+                .collect();
+            engine.apply_results(results, &known(&["vm-1"]), 0);
+
+            let plugins: Vec<String> = engine
+                .active_for_vm("vm-1")
+                .into_iter()
+                .map(|alert| alert.plugin)
+                .collect();
+            assert_eq!(plugins, vec!["rules-a", "rules-b"]);
+        }
     }
 }
