@@ -45,6 +45,9 @@ pub struct RuleResult {
 struct Track {
     /// When a condition worse than the active alert (or any condition, without one) was
     /// first seen in the current unbroken run of findings.
+    ///
+    /// NOTE: a cycle that did not collect the VM does not break the run, so after a long
+    /// collection outage the first finding fires at once if the run began before it.
     pending_since_ms: Option<i64>,
     /// Clean cycles in a row while an alert is active.
     clean_cycles: u32,
