@@ -295,12 +295,7 @@ impl AlertEngine {
             if let Some(loaded) = loaded {
                 resolve_unloaded(&mut state, loaded, now_ms, &mut events);
             }
-            for event in &events {
-                if event.change == AlertChange::Resolved {
-                    state.resolved.insert(0, event.alert.clone());
-                }
-            }
-            state.resolved.truncate(RECENT_RESOLVED);
+            record_resolved(&mut state, &events);
             self.write_turn()
         };
         if let Err(err) = self.persist(&events) {
@@ -604,6 +599,22 @@ enum Clean {
     /// Known but still within the hysteresis margin.
     NotYet,
     Yes,
+}
+
+/// Puts the alerts that `events` resolved at the front of the recent resolved list, the
+/// last one first, and keeps the list at [`RECENT_RESOLVED`]. Building a new list keeps a
+/// cycle that resolves thousands of alerts linear.
+fn record_resolved(state: &mut EngineState, events: &[AlertEvent]) {
+    let mut resolved: Vec<Alert> = events
+        .iter()
+        .rev()
+        .filter(|event| event.change == AlertChange::Resolved)
+        .take(RECENT_RESOLVED)
+        .map(|event| event.alert.clone())
+        .collect();
+    let room = RECENT_RESOLVED - resolved.len();
+    resolved.extend(state.resolved.drain(..).take(room));
+    state.resolved = resolved;
 }
 
 /// Resolves the alerts, and drops the pending runs, of rule plugins not in `loaded`.
@@ -1334,5 +1345,29 @@ mod tests {
                 .collect();
             assert_eq!(plugins, vec!["rules-a", "rules-b"]);
         }
+    }
+
+    #[test]
+    fn mass_resolution_stays_linear() {
+        // 30,000 alerts resolve in one cycle. In a debug build on a 2-core VM, inserting
+        // each at the front of the resolved list took 2.5 s, and building a new list 0.22 s.
+        const VMS: usize = 10_000;
+        let engine = engine(1);
+        let known = estate_ids(VMS);
+        engine.apply_results(estate_cycle(VMS, 90.0), &known, 0);
+
+        let start = std::time::Instant::now();
+        let events = engine.apply_results(estate_cycle(VMS, 10.0), &known, CYCLE_MS);
+        let elapsed = start.elapsed();
+
+        assert_eq!(events.len(), VMS * ESTATE_RULES.len());
+        let resolved = engine.resolved(usize::MAX);
+        assert_eq!(resolved.len(), RECENT_RESOLVED);
+        // Newest first: the last change of the cycle leads the list.
+        assert_eq!(resolved[0].id, events[events.len() - 1].alert.id);
+        assert!(
+            elapsed < std::time::Duration::from_secs(1),
+            "the cycle took {elapsed:?}"
+        );
     }
 }
