@@ -15,6 +15,10 @@ use crate::metrics::RealtimeMetrics;
 use crate::plugin::Plugin;
 use crate::plugin::bindings::types::{Finding, Vm};
 
+mod restore;
+
+use restore::restore;
+
 /// Resolved alerts kept in memory for listings; older ones stay in the store.
 const RECENT_RESOLVED: usize = 200;
 
@@ -322,22 +326,7 @@ impl AlertEngine {
             findings,
         } = result;
         let (vm, metrics, plugin) = (&vm, &metrics, plugin.as_str());
-        let mut worst: HashMap<String, Finding> = HashMap::new();
-        // Rules whose findings carry no usable number: missing data, which changes nothing.
-        let mut invalid: HashSet<String> = HashSet::new();
-        for finding in findings {
-            if !finding.current_value.is_finite() || !finding.threshold.is_finite() {
-                invalid.insert(finding.rule);
-                continue;
-            }
-            match worst.get(&finding.rule) {
-                Some(kept) if Severity::from(kept.severity) >= Severity::from(finding.severity) => {
-                }
-                _ => {
-                    worst.insert(finding.rule.clone(), finding);
-                }
-            }
-        }
+        let (worst, invalid) = worst_findings(findings);
 
         // Rules with a finding now.
         let vm_tracks = state.tracks.entry(vm.id.clone()).or_default();
@@ -367,33 +356,48 @@ impl AlertEngine {
             .cloned()
             .collect();
         for key in quiet {
-            let Some(track) = vm_tracks.get_mut(&key) else {
-                continue;
-            };
-            track.pending_since_ms = None;
-            let Some(alert) = &mut track.alert else {
-                vm_tracks.remove(&key);
-                continue;
-            };
-            alert.vm_name.clone_from(&vm.name);
-            match self.clean_verdict(alert, metrics) {
-                Clean::Unknown => {}
-                Clean::NotYet => track.clean_cycles = 0,
-                Clean::Yes => track.clean_cycles += 1,
-            }
-            if track.clean_cycles >= self.config.clear_cycles {
-                let mut alert = track.alert.take().expect("checked above");
-                alert.resolved_at_ms = Some(now_ms);
-                vm_tracks.remove(&key);
-                events.push(AlertEvent {
-                    change: AlertChange::Resolved,
-                    alert,
-                });
+            if let Some(event) = self.on_quiet(vm_tracks, &key, vm, metrics, now_ms) {
+                events.push(event);
             }
         }
         if vm_tracks.is_empty() {
             state.tracks.remove(&vm.id);
         }
+    }
+
+    /// Updates the track at `key` for a cycle without a finding, dropping it once it has no
+    /// alert; returns the resolution it caused, if any.
+    fn on_quiet(
+        &self,
+        vm_tracks: &mut HashMap<RuleKey, Track>,
+        key: &RuleKey,
+        vm: &Vm,
+        metrics: &RealtimeMetrics,
+        now_ms: i64,
+    ) -> Option<AlertEvent> {
+        let track = vm_tracks.get_mut(key)?;
+        track.pending_since_ms = None;
+        let Some(alert) = &mut track.alert else {
+            vm_tracks.remove(key);
+            return None;
+        };
+        alert.vm_name.clone_from(&vm.name);
+        match self.clean_verdict(alert, metrics) {
+            Clean::Unknown => {}
+            Clean::NotYet => track.clean_cycles = 0,
+            Clean::Yes => track.clean_cycles += 1,
+        }
+        if track.clean_cycles < self.config.clear_cycles {
+            return None;
+        }
+
+        let mut alert = track.alert.take().expect("checked above");
+        alert.resolved_at_ms = Some(now_ms);
+        vm_tracks.remove(key);
+        Some(AlertEvent {
+            change: AlertChange::Resolved,
+            alert,
+        })
     }
 
     /// Updates a track with a finding; returns the change it caused, if any.
@@ -601,6 +605,27 @@ enum Clean {
     Yes,
 }
 
+/// Returns the most severe valid finding of each rule (the first one among equals), and the
+/// rules whose findings carry no usable number. Those are missing data, which changes
+/// nothing.
+fn worst_findings(findings: Vec<Finding>) -> (HashMap<String, Finding>, HashSet<String>) {
+    let mut worst: HashMap<String, Finding> = HashMap::new();
+    let mut invalid: HashSet<String> = HashSet::new();
+    for finding in findings {
+        if !finding.current_value.is_finite() || !finding.threshold.is_finite() {
+            invalid.insert(finding.rule);
+            continue;
+        }
+        match worst.get(&finding.rule) {
+            Some(kept) if Severity::from(kept.severity) >= Severity::from(finding.severity) => {}
+            _ => {
+                worst.insert(finding.rule.clone(), finding);
+            }
+        }
+    }
+    (worst, invalid)
+}
+
 /// Puts the alerts that `events` resolved at the front of the recent resolved list, the
 /// last one first, and keeps the list at [`RECENT_RESOLVED`]. Building a new list keeps a
 /// cycle that resolves thousands of alerts linear.
@@ -679,81 +704,6 @@ fn newest_first(a: &Alert, b: &Alert) -> std::cmp::Ordering {
     b.changed_at_ms
         .cmp(&a.changed_at_ms)
         .then_with(|| a.id.cmp(&b.id))
-}
-
-fn restore(store: &Store, state: &mut EngineState) -> Result<(), AlertError> {
-    let read_error = |err: vmpulse_store::StoreError| AlertError::Store {
-        id: "*".to_owned(),
-        message: err.to_string(),
-    };
-    let mut superseded = Vec::new();
-    for record in store.active_alerts().map_err(read_error)? {
-        let alert: Alert = match serde_json::from_slice(&record.record) {
-            Ok(alert) => alert,
-            Err(err) => {
-                tracing::warn!(alert = %record.alert_id, error = %err, "unreadable stored alert skipped");
-                continue;
-            }
-        };
-        let key = RuleKey {
-            plugin: alert.plugin.clone(),
-            rule: alert.rule.clone(),
-        };
-        let vm_tracks = state.tracks.entry(alert.vm_id.clone()).or_default();
-        let Some(track) = vm_tracks.get_mut(&key) else {
-            let track = Track {
-                pending_since_ms: None,
-                clean_cycles: 0,
-                alert: Some(alert),
-            };
-            vm_tracks.insert(key, track);
-            continue;
-        };
-        // A second active alert for one condition means the first one's resolution was
-        // not stored. Keep the newer one and resolve the older one when the newer fired.
-        let kept = track.alert.as_mut().expect("restored tracks have alerts");
-        let mut older = if alert.fired_at_ms > kept.fired_at_ms {
-            std::mem::replace(kept, alert)
-        } else {
-            alert
-        };
-        older.resolved_at_ms = Some(kept.fired_at_ms);
-        superseded.push(older);
-    }
-    store_superseded(store, &superseded);
-
-    for record in store.resolved_alerts(RECENT_RESOLVED).map_err(read_error)? {
-        if let Ok(alert) = serde_json::from_slice::<Alert>(&record.record) {
-            state.resolved.push(alert);
-        }
-    }
-    Ok(())
-}
-
-/// Stores restored alerts that a newer alert of their condition replaced as resolved.
-fn store_superseded(store: &Store, superseded: &[Alert]) {
-    if superseded.is_empty() {
-        return;
-    }
-    let records: Vec<(&Alert, Vec<u8>)> = superseded
-        .iter()
-        .filter_map(|alert| Some((alert, serde_json::to_vec(alert).ok()?)))
-        .collect();
-    let writes: Vec<AlertWrite<'_>> = records
-        .iter()
-        .map(|(alert, record)| AlertWrite {
-            alert_id: &alert.id,
-            active: false,
-            record,
-        })
-        .collect();
-    let ids: Vec<&str> = superseded.iter().map(|alert| alert.id.as_str()).collect();
-    match store.put_alerts(&writes) {
-        Ok(()) => tracing::warn!(alerts = ?ids, "stored alerts replaced by newer ones resolved"),
-        Err(err) => {
-            tracing::error!(alerts = ?ids, error = %err, "replaced alerts not stored as resolved")
-        }
-    }
 }
 
 #[cfg(test)]
