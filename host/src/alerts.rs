@@ -1,11 +1,11 @@
 //! Alerts: findings of rule plugins turned into alerts with hold times and hysteresis.
 //!
-//! The engine keeps one alert per (VM, rule). A finding must persist for its hold time
-//! before the alert fires; a higher severity that persists as long escalates it. A value must
-//! go back past its threshold by `hysteresis_percent` before the alert steps down or, after
-//! `clear_cycles` clean cycles in a row, resolves. A VM whose data is missing (collection
-//! failed, or the rule's metric unknown) changes nothing: missing data neither fires nor
-//! resolves an alert.
+//! The engine keeps one alert per (VM, rule plugin, rule). A finding must persist for its
+//! hold time before the alert fires; a higher severity that persists as long escalates it. A
+//! value must go back past its threshold by `hysteresis_percent` before the alert steps down
+//! or, after `clear_cycles` clean cycles in a row, resolves. A VM whose data is missing
+//! (collection failed, or the rule's metric or finding unknown or not a finite number)
+//! changes nothing: missing data neither fires nor resolves an alert.
 
 use serde::{Deserialize, Serialize};
 

@@ -92,10 +92,16 @@ fn severity_name(severity: Severity) -> Text {
     }
 }
 
-/// Formats a number with at most two decimals and no trailing zeros.
+/// Formats a number with at most two decimals and no trailing zeros. A value that rounds
+/// to zero prints as `0`, never `-0`.
 fn number(value: f64) -> String {
     let text = format!("{value:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Returns the alert's message in `lang`, such as
@@ -184,5 +190,17 @@ mod tests {
             message(&alert, Lang::En),
             "web-01: custom.latency 92.5 is below the high threshold 80"
         );
+    }
+
+    #[test]
+    fn numbers_drop_trailing_zeros_and_sign_of_zero() {
+        assert_eq!(number(80.0), "80");
+        assert_eq!(number(92.5), "92.5");
+        assert_eq!(number(0.126), "0.13");
+        assert_eq!(number(100.0), "100");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(-0.0), "0");
+        assert_eq!(number(-0.001), "0");
+        assert_eq!(number(-1.5), "-1.5");
     }
 }

@@ -366,6 +366,39 @@ impl Config {
     }
 }
 
+/// Rejects a NaN or infinite number at `path` or below it. The plugin receives its table as
+/// JSON, which has no such numbers: serde_json writes them as null, so the setting would
+/// vanish without an error.
+fn check_finite(path: &str, value: &toml::Value) -> Result<(), String> {
+    match value {
+        toml::Value::Float(number) if !number.is_finite() => Err(format!(
+            "{path} is {number}: use a finite number, because plugins receive their config \
+             as JSON, which has no NaN or infinity"
+        )),
+        toml::Value::Table(table) => table.iter().try_for_each(|(key, value)| {
+            check_finite(&format!("{path}.{}", key_path_part(key)), value)
+        }),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, value)| check_finite(&format!("{path}[{index}]"), value)),
+        _ => Ok(()),
+    }
+}
+
+/// Returns `key` as TOML writes it in a dotted key: bare when it can be, else quoted.
+fn key_path_part(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}
+
 impl PluginConfig {
     fn validate(&self) -> Result<(), String> {
         let id_is_valid = !self.id.is_empty()
@@ -395,6 +428,10 @@ impl PluginConfig {
                 "response_timeout_secs ({}) must be shorter than call_timeout_secs ({})",
                 self.response_timeout_secs, self.call_timeout_secs
             ));
+        }
+
+        for (key, value) in &self.config {
+            check_finite(&format!("config.{}", key_path_part(key)), value)?;
         }
 
         let origins = self.allowed_origins()?;
@@ -517,6 +554,23 @@ allowed_outbound_hosts = ["https://127.0.0.1:8989"]
         let text = format!("{MINIMAL}config = {{ url = \"https://x/sdk\", batch = 50 }}\n");
         let config = parse(&text).unwrap();
         assert_eq!(config.plugins[0].config["batch"].as_integer(), Some(50));
+    }
+
+    #[test]
+    fn non_finite_config_number_is_rejected() {
+        // JSON, which carries the table to the plugin, has no NaN or infinity: it would
+        // arrive as null and drop the setting without a word.
+        for value in ["nan", "inf", "-inf"] {
+            let text = format!(
+                "{MINIMAL}[plugins.config.thresholds.\"cpu.ready\"]\nlow = 1.0\nhigh = {value}\n"
+            );
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(
+                message.contains("config.thresholds.\"cpu.ready\".high"),
+                "{message}"
+            );
+            assert!(message.contains("finite"), "{message}");
+        }
     }
 
     #[test]

@@ -97,10 +97,7 @@ impl Service {
     /// Recomputes the views from the live state now.
     pub fn refresh_views(&self) -> Arc<Views> {
         let active = self.alerts.active();
-        let mut recent = active.clone();
-        recent.extend(self.alerts.resolved(5));
-        recent.sort_by_key(|alert| std::cmp::Reverse(alert.changed_at_ms));
-        recent.truncate(5);
+        let recent = self.alerts.recent(5);
         let inputs = ViewInputs {
             active_alerts: &active,
             recent_alerts: &recent,
@@ -187,5 +184,83 @@ impl CycleSink for Pipeline {
                 "alert and aggregate processing is behind; a cycle was skipped"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::alerts::RuleResult;
+    use crate::metrics::RealtimeMetrics;
+    use crate::plugin::bindings::types::{Finding, MetricGroup, Severity};
+
+    const CYCLE_MS: i64 = 30_000;
+
+    /// Returns a result for `vm_id` with CPU usage `cpu` and a high finding above 80.
+    fn result(vm_id: &str, cpu: f64) -> RuleResult {
+        let mut metrics = RealtimeMetrics {
+            vm_id: vm_id.to_owned(),
+            ..RealtimeMetrics::default()
+        };
+        metrics.cpu.usage_percent = Some(cpu);
+        let findings = (cpu > 80.0)
+            .then(|| Finding {
+                rule: "cpu.usagePercent".to_owned(),
+                group: MetricGroup::Cpu,
+                severity: Severity::High,
+                threshold: 80.0,
+                current_value: cpu,
+                hold_seconds: 0,
+                message: String::new(),
+            })
+            .into_iter()
+            .collect();
+        RuleResult {
+            vm: crate::live::test_vm(vm_id, vm_id),
+            metrics,
+            plugin: "rules".to_owned(),
+            findings,
+        }
+    }
+
+    #[test]
+    fn overview_recent_alerts_by_last_change() {
+        let config = Config::parse(
+            "",
+            std::path::Path::new("test.toml"),
+            std::path::Path::new("/"),
+        )
+        .expect("empty config");
+        let alerts = AlertEngine::new(Vec::new(), Default::default(), None).expect("no store");
+        let service = Service::new(
+            Arc::new(config),
+            Arc::new(LiveState::default()),
+            None,
+            Arc::new(alerts),
+            Vec::new(),
+            Vec::new(),
+        );
+        let vms = ["a1", "a2", "a3", "a4", "a5", "b"];
+        let known: HashSet<String> = vms.iter().map(|id| (*id).to_owned()).collect();
+        let apply = |ids: &[&str], cpu: f64, now: i64| {
+            let results = ids.iter().map(|id| result(id, cpu)).collect();
+            service.alerts.apply_results(results, &known, now);
+        };
+        let (long_running, short) = vms.split_at(5);
+        apply(long_running, 90.0, 0);
+        apply(short, 90.0, 10 * CYCLE_MS);
+        apply(short, 70.0, 11 * CYCLE_MS);
+        apply(short, 70.0, 12 * CYCLE_MS);
+        // The long-running alerts resolve after the short one but fired long before it.
+        apply(long_running, 70.0, 13 * CYCLE_MS);
+        apply(long_running, 70.0, 14 * CYCLE_MS);
+
+        let overview = service.refresh_views().overview(crate::i18n::Lang::En);
+
+        assert_eq!(overview.recent_alerts.len(), 5);
+        assert_eq!(overview.recent_alerts[0].vm_id, "b");
+        assert_eq!(overview.recent_alerts[0].timestamp, 10 * CYCLE_MS);
     }
 }

@@ -16,6 +16,16 @@ use crate::{Store, StoreError};
 
 const HEADER_LEN: usize = 9;
 
+/// One alert to insert or replace with [`Store::put_alerts`].
+#[derive(Debug, Clone, Copy)]
+pub struct AlertWrite<'a> {
+    pub alert_id: &'a str,
+    /// False puts the alert in the resolved list.
+    pub active: bool,
+    /// The host's bytes, stored as they are.
+    pub record: &'a [u8],
+}
+
 /// An alert as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {
@@ -60,7 +70,23 @@ impl Store {
     /// Resolving an alert beyond [`crate::StoreOptions::max_resolved_alerts`] deletes the
     /// oldest resolved alerts.
     pub fn put_alert(&self, alert_id: &str, active: bool, record: &[u8]) -> Result<(), StoreError> {
-        validate_id("alert", alert_id)?;
+        self.put_alerts(&[AlertWrite {
+            alert_id,
+            active,
+            record,
+        }])
+    }
+
+    /// Inserts or replaces several alerts, in order, in one durable transaction.
+    ///
+    /// A durable commit waits for the disk, so one commit for a whole collection cycle
+    /// costs far less than one per alert. Either every write is stored or none is.
+    /// Resolving alerts beyond [`crate::StoreOptions::max_resolved_alerts`] deletes the
+    /// oldest resolved alerts.
+    pub fn put_alerts(&self, writes: &[AlertWrite<'_>]) -> Result<(), StoreError> {
+        for write in writes {
+            validate_id("alert", write.alert_id)?;
+        }
         let op = Operation::new(&self.path, "alert write");
         let txn = self.db.begin_write().or_fail(op)?;
         {
@@ -68,35 +94,41 @@ impl Store {
             let mut active_index = txn.open_table(ALERTS_ACTIVE).or_fail(op)?;
             let mut resolved_index = txn.open_table(ALERTS_RESOLVED).or_fail(op)?;
 
-            let previous = alerts
-                .get(alert_id)
-                .or_fail(op)?
-                .map(|guard| decode(guard.value()).map(|stored| (stored.active, stored.sequence)));
-            let previous = match previous {
-                None => None,
-                Some(Some(state)) => Some(state),
-                Some(None) => return Err(self.corrupt_alert(alert_id)),
-            };
+            for write in writes {
+                let AlertWrite {
+                    alert_id,
+                    active,
+                    record,
+                } = *write;
+                let previous = alerts.get(alert_id).or_fail(op)?.map(|guard| {
+                    decode(guard.value()).map(|stored| (stored.active, stored.sequence))
+                });
+                let previous = match previous {
+                    None => None,
+                    Some(Some(state)) => Some(state),
+                    Some(None) => return Err(self.corrupt_alert(alert_id)),
+                };
 
-            let sequence = if active {
-                if let Some((false, sequence)) = previous {
-                    resolved_index.remove(sequence).or_fail(op)?;
+                let sequence = if active {
+                    if let Some((false, sequence)) = previous {
+                        resolved_index.remove(sequence).or_fail(op)?;
+                    }
+                    0
+                } else if let Some((false, sequence)) = previous {
+                    sequence
+                } else {
+                    let last = resolved_index.last().or_fail(op)?;
+                    last.map_or(1, |(sequence, _)| sequence.value() + 1)
+                };
+                if active {
+                    active_index.insert(alert_id, ()).or_fail(op)?;
+                } else {
+                    active_index.remove(alert_id).or_fail(op)?;
+                    resolved_index.insert(sequence, alert_id).or_fail(op)?;
                 }
-                0
-            } else if let Some((false, sequence)) = previous {
-                sequence
-            } else {
-                let last = resolved_index.last().or_fail(op)?;
-                last.map_or(1, |(sequence, _)| sequence.value() + 1)
-            };
-            if active {
-                active_index.insert(alert_id, ()).or_fail(op)?;
-            } else {
-                active_index.remove(alert_id).or_fail(op)?;
-                resolved_index.insert(sequence, alert_id).or_fail(op)?;
+                let bytes = encode(active, sequence, record);
+                alerts.insert(alert_id, bytes.as_slice()).or_fail(op)?;
             }
-            let bytes = encode(active, sequence, record);
-            alerts.insert(alert_id, bytes.as_slice()).or_fail(op)?;
 
             while resolved_index.len().or_fail(op)? > self.options.max_resolved_alerts as u64 {
                 let oldest = resolved_index.pop_first().or_fail(op)?;

@@ -38,6 +38,6 @@ mod schema;
 mod store;
 mod tables;
 
-pub use alerts::AlertRecord;
+pub use alerts::{AlertRecord, AlertWrite};
 pub use error::StoreError;
 pub use store::{CycleSummary, HistoryPoint, MAX_ID_LEN, SampleRow, Store, StoreOptions};

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vmpulse_store::{SampleRow, Store, StoreError, StoreOptions};
+use vmpulse_store::{AlertWrite, SampleRow, Store, StoreError, StoreOptions};
 
 const SCHEMA: [&str; 4] = ["cpu.usage_mhz", "cpu.ready", "mem.usage_mb", "net.in_bps"];
 const START_MS: u64 = 1_700_000_000_000;
@@ -733,6 +733,41 @@ fn alerts_move_between_active_and_resolved() {
     assert!(store.delete_alert("c").unwrap());
     assert!(!store.delete_alert("c").unwrap());
     assert_eq!(ids(store.active_alerts().unwrap()), vec!["e"]);
+}
+
+#[test]
+fn alert_batch_is_applied_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("store.redb"));
+    let write = |alert_id, active, record: &'static [u8]| AlertWrite {
+        alert_id,
+        active,
+        record,
+    };
+    store
+        .put_alerts(&[
+            write("a", true, b"a fired"),
+            write("b", true, b"b fired"),
+            write("a", false, b"a resolved"),
+        ])
+        .unwrap();
+
+    let active = store.active_alerts().unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].alert_id, "b");
+    let a = store.alert("a").unwrap().expect("stored");
+    assert!(!a.active);
+    assert_eq!(a.record, b"a resolved");
+
+    // One invalid id rejects the whole batch.
+    let error = store
+        .put_alerts(&[write("c", true, b"c fired"), write("", true, b"x")])
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidId { kind: "alert", .. }),
+        "{error}"
+    );
+    assert_eq!(store.alert("c").unwrap(), None);
 }
 
 #[test]
