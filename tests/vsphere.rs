@@ -566,6 +566,9 @@ async fn session_is_reused_until_vcenter_restarts() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test thread may have registered the log call sites before this subscriber
+    // existed, caching that nobody listens; recompute that cache now.
+    tracing::callsite::rebuild_interest_cache();
     let mut vcsim = Vcsim::start(&["-vms", "20"]);
     let plugin = load(&vcsim, "").await;
     let login = "logged in to vCenter";
