@@ -16,4 +16,5 @@ pub mod persist;
 pub mod plugin;
 pub mod service;
 pub mod telemetry;
+pub mod timestamp;
 pub mod views;
