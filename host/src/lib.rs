@@ -5,6 +5,7 @@
 
 pub mod alerts;
 mod alerts_text;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod collection;
