@@ -49,7 +49,7 @@ pub enum ApiError {
     /// A parameter or body field is missing or malformed; `field` names it.
     #[error("invalid `{field}`: {detail}")]
     BadRequest { field: String, detail: String },
-    #[error("unauthorized: {0}")]
+    #[error("{0}")]
     Unauthorized(AuthError),
     #[error("the role `{}` lacks the permission `{}`", role.name(), permission.name())]
     Forbidden { role: Role, permission: Permission },

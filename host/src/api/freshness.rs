@@ -2,12 +2,15 @@
 //! reports.
 //!
 //! Collection is current while the newest cycle that collected any VM is at most
-//! [`STALE_AFTER_INTERVALS`] collection intervals old. Data endpoints return 503 only when
-//! collection is not current *and* no VM has metrics in memory: metrics restored from the
-//! store at start, or left from before collection stopped, are still served (each record
-//! carries its own `timestamp`, and aggregates count VMs with old data as `error`). So in
-//! the first seconds after a start with an empty store, data endpoints return 503 until the
-//! first cycle succeeds, and with a restored store they serve the restored data at once.
+//! [`STALE_AFTER_INTERVALS`] collection intervals old. The real-time data endpoints (one
+//! VM, batch, the four aggregates and the overview) return 503 only when collection is not
+//! current *and* no VM has metrics in memory. Metrics restored from the store at start, or
+//! left from before collection stopped, are still served: each record carries its own
+//! `timestamp`, and aggregates count VMs with old data as `error`.
+//!
+//! So after a start with an empty store, data endpoints return 503 until the first cycle
+//! succeeds. After a start with a restored store, they serve the restored data at once.
+//! History, alerts and plugin status do not depend on collection and are never gated.
 
 use poem_openapi::{Enum, Object};
 

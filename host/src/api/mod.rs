@@ -174,3 +174,52 @@ pub fn routes(service: Arc<Service>, auth: Arc<Authenticator>) -> Route {
         .at("/openapi.json", spec)
         .nest("/", api.with(edge::Edge::new(state.clone())).data(state))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use poem::http::StatusCode;
+    use poem::{Endpoint, Request, handler};
+
+    use super::*;
+    use crate::alerts::AlertEngine;
+    use crate::config::{AuthConfig, Config};
+    use crate::live::LiveState;
+
+    #[handler]
+    fn websocket_stand_in() -> &'static str {
+        "websocket"
+    }
+
+    #[tokio::test]
+    async fn route_added_beside_api_is_reached() {
+        let config = Config::parse("", Path::new("empty.toml"), Path::new(".")).unwrap();
+        let engine = AlertEngine::new(vec![], config.alerts.clone(), None).unwrap();
+        let service = Service::new(
+            Arc::new(config),
+            Arc::new(LiveState::default()),
+            None,
+            Arc::new(engine),
+            vec![],
+            vec![],
+        );
+        let auth = Arc::new(Authenticator::hs256(&[9; 32], &AuthConfig::default()).unwrap());
+        let routes = routes(service, auth).at("/ws/v1/realtime", websocket_stand_in);
+
+        let request = Request::builder()
+            .uri_str("/ws/v1/realtime?token=x")
+            .finish();
+        let response = routes.get_response(request).await;
+        let health = routes
+            .get_response(Request::builder().uri_str("/healthz").finish())
+            .await;
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.into_body().into_string().await.unwrap(),
+            "websocket"
+        );
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+}
