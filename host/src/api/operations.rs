@@ -1,7 +1,5 @@
 //! Plugin status, forced collection, health and Prometheus metrics.
 
-use std::time::UNIX_EPOCH;
-
 use poem::Request;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -27,14 +25,11 @@ pub struct PluginErrorView {
 
 impl From<&RecordedFailure> for PluginErrorView {
     fn from(failure: &RecordedFailure) -> Self {
-        let at = failure
-            .at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as i64);
+        let at = chrono::DateTime::<chrono::Utc>::from(failure.at);
         Self {
             kind: failure.kind.to_owned(),
             message: failure.message.clone(),
-            at: Timestamp(at),
+            at: Timestamp(at.timestamp_millis()),
         }
     }
 }
