@@ -1440,3 +1440,66 @@ fn document_describes_records_fully() {
     let security = &spec["paths"]["/api/v1/realtime/overview"]["get"]["security"];
     assert!(security.is_array(), "{security}");
 }
+
+/// A log sink the tests read back.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs, once per test binary, a global subscriber that appends every log line to a
+/// buffer, and returns the buffer. A per-thread subscriber (`set_default`) misses events when
+/// another test thread fixed a callsite's interest first, so the capture is global.
+fn captured_log() -> CapturedLog {
+    static LOG: std::sync::OnceLock<CapturedLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = CapturedLog::default();
+        let writer = log.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        log
+    })
+    .clone()
+}
+
+#[tokio::test]
+async fn access_log_never_holds_tokens() {
+    let log = captured_log();
+    let harness = start(Setup::default()).await;
+    let token = harness.token(Role::Admin);
+
+    let response = harness
+        .client
+        .get(
+            &format!("/api/v1/alerts?token={token}&limit=7"),
+            Some(&token),
+        )
+        .await;
+    let rejected = harness
+        .client
+        .get("/api/v1/alerts?limit=8", Some(&format!("{token}x")))
+        .await;
+
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(rejected.status, StatusCode::UNAUTHORIZED);
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("query=\"token=[redacted]&limit=7\""),
+        "{text}"
+    );
+    assert!(text.contains("query=\"limit=8\" status=401"), "{text}");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!text.contains(signature), "a token reached the log");
+}
