@@ -7,14 +7,18 @@
 //! (collection failed, or the rule's metric or finding unknown or not a finite number)
 //! changes nothing: missing data neither fires nor resolves an alert.
 
+use poem_openapi::Enum;
 use serde::{Deserialize, Serialize};
 
 use crate::i18n::Lang;
 use crate::plugin::bindings::types as wit;
 
 /// How bad a crossed threshold is, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Enum,
+)]
 #[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
 pub enum Severity {
     Low,
     Medium,
@@ -34,8 +38,9 @@ impl From<wit::Severity> for Severity {
 }
 
 /// The metric group an alert is about (`metric` in the API).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Enum)]
 #[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
 pub enum AlertMetric {
     Cpu,
     Memory,
@@ -84,8 +89,9 @@ pub struct Alert {
 }
 
 /// The side of its threshold an alert's values are on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Enum)]
 #[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
 pub enum Direction {
     Above,
     Below,

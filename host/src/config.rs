@@ -314,6 +314,7 @@ impl Config {
             path: path.to_owned(),
             message,
         };
+        self.server.validate().map_err(parse_error)?;
         if let Some(auth) = &self.auth {
             auth.validate().map_err(parse_error)?;
         }

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 mod alerts_text;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod collection;
@@ -16,4 +17,5 @@ pub mod persist;
 pub mod plugin;
 pub mod service;
 pub mod telemetry;
+pub mod timestamp;
 pub mod views;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use vmpulse::alerts::AlertEngine;
+use vmpulse::api::server::{ApiServer, ServeError};
 use vmpulse::app;
+use vmpulse::auth::{Authenticator, Role};
 use vmpulse::collection::CycleSink;
 use vmpulse::config::{CollectorRole, Config, PluginKind};
 use vmpulse::live::LiveState;
@@ -36,6 +38,24 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print a bearer token for the REST API and the WebSocket channel, signed with the
+    /// key of the config's `[auth]` table.
+    Token {
+        /// Path of the TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Role the token grants: admin, operator, it_manager or security_engineer.
+        #[arg(long)]
+        role: Role,
+        /// Subject (`sub` claim): who the token identifies in logs and rate limits.
+        #[arg(long)]
+        subject: String,
+        /// Hours until the token expires, 1 to 8760.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+        ttl_hours: u64,
+    },
+    /// Print the OpenAPI document of the REST API (JSON).
+    Openapi,
 }
 
 #[tokio::main]
@@ -44,11 +64,23 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Standard output carries what `token` and `openapi` print.
+        .with_writer(std::io::stderr)
         .init();
 
     match Cli::parse().command {
         Command::Run { config } => run(&config).await,
         Command::CheckPlugins { config } => check_plugins(&config).await,
+        Command::Token {
+            config,
+            role,
+            subject,
+            ttl_hours,
+        } => token(&config, role, &subject, ttl_hours),
+        Command::Openapi => {
+            println!("{}", vmpulse::api::openapi_json());
+            Ok(())
+        }
     }
 }
 
@@ -89,7 +121,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         config.alerts.clone(),
         Some(store.clone()),
     )?;
-    let all_plugins: Vec<_> = [&plugins.discovery, &plugins.enrichment, &plugins.rules]
+    let loaded: Vec<_> = [&plugins.discovery, &plugins.enrichment, &plugins.rules]
         .into_iter()
         .flatten()
         .cloned()
@@ -99,7 +131,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
         live.clone(),
         Some(store.clone()),
         Arc::new(alerts),
-        all_plugins,
+        loaded,
         plugins.failed.clone(),
     );
     service.refresh_views();
@@ -107,19 +139,53 @@ async fn run(path: &std::path::Path) -> anyhow::Result<()> {
 
     let sinks: Vec<Arc<dyn CycleSink>> = vec![writer, pipeline];
     let collection = app::Collection::start(&config, &plugins, live, sinks);
-    *service.loops.lock().unwrap_or_else(|p| p.into_inner()) = collection.stats.clone();
-    *service.triggers.lock().unwrap_or_else(|p| p.into_inner()) = collection.triggers.clone();
+    service
+        .loops
+        .lock()
+        .unwrap()
+        .extend(collection.stats.clone());
+    service
+        .triggers
+        .lock()
+        .unwrap()
+        .extend(collection.triggers.clone());
+    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
+    let api = start_api(&service, api_stopped).await?;
     tracing::info!(collectors = plugins.discovery.len(), "vmpulse is running");
 
     app::shutdown_signal().await;
-    tracing::info!("stopping: finishing the current cycles");
+    tracing::info!("stopping: finishing the current cycles and requests");
+    let _ = stop_api.send(true);
     collection.stop().await;
     retention.abort();
-    // The loops held the last senders: the writer and the pipeline drain their queues
-    // and end.
+    // The loops held the last senders: the writer and the pipeline drain their queues and end.
     writer_task.await?;
     pipeline_task.await?;
+    if let Some(api) = api {
+        api.await??;
+    }
     Ok(())
+}
+
+/// Binds the REST API and serves it on its own task until `stopped` turns true. Without an
+/// `[auth]` table the API does not start, because every data endpoint needs a token.
+async fn start_api(
+    service: &Arc<Service>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<Result<(), ServeError>>>> {
+    let Some(auth) = &service.config.auth else {
+        tracing::warn!("no [auth] table in the config: the REST API is not started");
+        return Ok(None);
+    };
+    let auth = Arc::new(Authenticator::from_config(auth)?);
+    let routes = vmpulse::api::routes(service.clone(), auth);
+    // The WebSocket channel mounts here, beside the API:
+    // let routes = routes.at("/ws/v1/realtime", websocket_endpoint);
+    let server = ApiServer::bind(&service.config.server).await?;
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    Ok(Some(tokio::spawn(server.run(routes, shutdown))))
 }
 
 async fn check_plugins(path: &std::path::Path) -> anyhow::Result<()> {
@@ -142,5 +208,19 @@ async fn check_plugins(path: &std::path::Path) -> anyhow::Result<()> {
             config.plugins.len()
         );
     }
+    Ok(())
+}
+
+fn token(path: &std::path::Path, role: Role, subject: &str, ttl_hours: u64) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let Some(auth) = &config.auth else {
+        anyhow::bail!("{} has no [auth] table to sign tokens with", path.display());
+    };
+    if subject.trim().is_empty() {
+        anyhow::bail!("--subject must not be empty");
+    }
+    let authenticator = Authenticator::from_config(auth)?;
+    let lifetime = std::time::Duration::from_secs(ttl_hours * 3600);
+    println!("{}", authenticator.mint(subject, role, lifetime)?);
     Ok(())
 }

@@ -5,9 +5,12 @@
 //! threshold rules that name a field by path (`cpu.usagePercent`) cannot drift apart.
 //! Every metric is an `Option<f64>`: `None` is unknown and is left out of the JSON.
 
+use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 
 use crate::plugin::bindings::types as wit;
+
+pub use crate::timestamp::Timestamp;
 
 /// One metric's place in the flat table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +36,11 @@ macro_rules! metric_groups {
     )*) => {
         $(
             #[doc = concat!("The `", $json_group, "` group of RealtimeMetrics.")]
-            #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+            #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Object)]
             pub struct $struct {
                 $(
                     #[serde(rename = $json, default, skip_serializing_if = "Option::is_none")]
+                    #[oai(rename = $json, skip_serializing_if_is_none)]
                     pub $field: Option<f64>,
                 )*
             }
@@ -192,21 +196,22 @@ fn finite(value: Option<f64>) -> Option<f64> {
 }
 
 /// The layers that contributed to a record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Object)]
 pub struct DataSources {
     pub vsphere: bool,
     #[serde(rename = "guestOS")]
+    #[oai(rename = "guestOS")]
     pub guest_os: bool,
 }
 
 /// One VM's current metrics, merged from every collector.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct RealtimeMetrics {
     pub vm_id: String,
-    /// When the data was collected, in milliseconds since the Unix epoch.
-    #[serde(with = "rfc3339_millis")]
-    pub timestamp: i64,
+    /// When the data was collected.
+    pub timestamp: Timestamp,
     pub data_sources: DataSources,
     pub cpu: CpuMetrics,
     pub memory: MemoryMetrics,
@@ -215,12 +220,14 @@ pub struct RealtimeMetrics {
     pub system: SystemMetrics,
     /// The VM's active alerts; filled when the record is served, in the reader's language.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[oai(default, skip_serializing_if_is_empty)]
     pub alerts: Vec<MetricAlert>,
 }
 
 /// An active alert as RealtimeMetrics lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct MetricAlert {
     pub metric: crate::alerts::AlertMetric,
     pub severity: crate::alerts::Severity,
@@ -256,7 +263,7 @@ impl RealtimeMetrics {
         let timestamp = i64::try_from(sample.timestamp_ms).unwrap_or(i64::MAX);
         Self {
             vm_id: sample.vm_id.clone(),
-            timestamp,
+            timestamp: Timestamp(timestamp),
             data_sources: DataSources {
                 vsphere: sample.layers.contains(&wit::Layer::Vsphere),
                 guest_os: sample.layers.contains(&wit::Layer::GuestOs),
@@ -290,7 +297,7 @@ impl RealtimeMetrics {
         }
         wit::VmSample {
             vm_id: self.vm_id.clone(),
-            timestamp_ms: u64::try_from(self.timestamp).unwrap_or(0),
+            timestamp_ms: u64::try_from(self.timestamp.0).unwrap_or(0),
             layers,
             cpu: (&self.cpu).into(),
             memory: (&self.memory).into(),
@@ -333,7 +340,7 @@ mod tests {
     fn unknown_fields_are_left_out_of_json() {
         let mut metrics = RealtimeMetrics {
             vm_id: "a.1".into(),
-            timestamp: 1_764_866_888_123,
+            timestamp: Timestamp(1_764_866_888_123),
             ..Default::default()
         };
         metrics.cpu.usage_mhz = Some(1200.0);

@@ -10,18 +10,20 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use poem_openapi::{Enum, Object};
 use serde::Serialize;
 
 use crate::alerts::{Alert, AlertMetric, Severity};
 use crate::config::GroupConfig;
 use crate::i18n::Lang;
 use crate::live::{LiveData, VmRecord, VmStatus};
-use crate::metrics::rfc3339_millis;
 use crate::plugin::bindings::types::PowerState;
+use crate::timestamp::Timestamp;
 
 /// What an aggregate covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Enum)]
 #[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
 pub enum Scope {
     Global,
     Datacenter,
@@ -31,7 +33,7 @@ pub enum Scope {
 }
 
 /// VM counts by status. `online` includes VMs in warning.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 pub struct VmCount {
     pub total: u64,
     pub online: u64,
@@ -39,78 +41,100 @@ pub struct VmCount {
     pub error: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct CpuAggregate {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_usage_percent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub max_usage_percent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub min_usage_percent: Option<f64>,
     /// vCPUs of the powered-on VMs.
     pub total_cores: u64,
     /// vCPUs busy on average: the sum of vCPUs x CPU usage over VMs with both known.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub active_cores: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct MemoryAggregate {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_usage_percent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub max_usage_percent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub min_usage_percent: Option<f64>,
     /// Configured memory of the powered-on VMs, in GiB.
     pub total_gb: f64,
     /// Memory in use, in GiB: the guest's used memory where an exporter reports it, else
     /// memory usage x configured memory, over VMs with either known.
     #[serde(rename = "usedGB", skip_serializing_if = "Option::is_none")]
+    #[oai(rename = "usedGB", skip_serializing_if_is_none)]
     pub used_gb: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct DiskAggregate {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_usage_percent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub max_usage_percent: Option<f64>,
     #[serde(rename = "totalReadIOPS", skip_serializing_if = "Option::is_none")]
+    #[oai(rename = "totalReadIOPS", skip_serializing_if_is_none)]
     pub total_read_iops: Option<f64>,
     #[serde(rename = "totalWriteIOPS", skip_serializing_if = "Option::is_none")]
+    #[oai(rename = "totalWriteIOPS", skip_serializing_if_is_none)]
     pub total_write_iops: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_read_latency: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_write_latency: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct NetworkAggregate {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub total_in_bps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub total_out_bps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_in_bps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_out_bps: Option<f64>,
 }
 
 /// The AggregatedMetrics record of the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct AggregatedMetrics {
     pub scope: Scope,
     pub scope_id: String,
     pub scope_name: String,
-    #[serde(with = "rfc3339_millis")]
-    pub timestamp: i64,
+    pub timestamp: Timestamp,
     pub vm_count: VmCount,
     pub cpu: CpuAggregate,
     pub memory: MemoryAggregate,
@@ -119,7 +143,7 @@ pub struct AggregatedMetrics {
 }
 
 /// The overview's health score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
 pub struct HealthScore {
     /// 0 to 100; see [`health_score`] for the formula.
     pub value: u8,
@@ -127,8 +151,9 @@ pub struct HealthScore {
     pub trend: Trend,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Enum)]
 #[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
 pub enum HealthLevel {
     Excellent,
     Good,
@@ -136,8 +161,9 @@ pub enum HealthLevel {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Enum)]
 #[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
 pub enum Trend {
     Up,
     Down,
@@ -145,7 +171,7 @@ pub enum Trend {
 }
 
 /// VM counts of the overview; the five statuses add up to `total`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 pub struct VmStatusCount {
     pub total: u64,
     /// Online without an active alert of medium severity or higher.
@@ -156,34 +182,41 @@ pub struct VmStatusCount {
     pub warning: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct CoreUsage {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_usage_percent: Option<f64>,
     /// Active alerts on this metric group.
     pub alert_count: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct CoreDisk {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub avg_usage_percent: Option<f64>,
     /// VMs whose disk usage is above 80 %.
     pub high_usage_count: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct CoreNetwork {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub total_in_bps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub total_out_bps: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 pub struct CoreMetrics {
     pub cpu: CoreUsage,
     pub memory: CoreUsage,
@@ -192,7 +225,7 @@ pub struct CoreMetrics {
 }
 
 /// Active alerts by severity.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Object)]
 pub struct AlertCount {
     pub critical: u64,
     pub high: u64,
@@ -202,8 +235,9 @@ pub struct AlertCount {
 }
 
 /// One of the overview's newest alerts, message in the reader's language.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct RecentAlert {
     pub id: String,
     pub vm_id: String,
@@ -211,8 +245,7 @@ pub struct RecentAlert {
     pub metric: AlertMetric,
     pub severity: Severity,
     pub message: String,
-    #[serde(with = "rfc3339_millis")]
-    pub timestamp: i64,
+    pub timestamp: Timestamp,
 }
 
 impl RecentAlert {
@@ -224,17 +257,17 @@ impl RecentAlert {
             metric: alert.metric,
             severity: alert.severity,
             message: alert.message(lang),
-            timestamp: alert.changed_at_ms,
+            timestamp: Timestamp(alert.changed_at_ms),
         }
     }
 }
 
 /// The SystemOverview record of the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
 #[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
 pub struct SystemOverview {
-    #[serde(with = "rfc3339_millis")]
-    pub timestamp: i64,
+    pub timestamp: Timestamp,
     pub health_score: HealthScore,
     pub vm_status: VmStatusCount,
     pub core_metrics: CoreMetrics,
@@ -263,8 +296,9 @@ pub struct Views {
 }
 
 /// A VM's status in the overview's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Enum)]
 #[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
 pub enum VmState {
     Online,
     Offline,
@@ -403,7 +437,7 @@ impl Accumulator {
             scope,
             scope_id: id.to_owned(),
             scope_name: name.to_owned(),
-            timestamp: now_ms,
+            timestamp: Timestamp(now_ms),
             vm_count: self.count.clone(),
             cpu: CpuAggregate {
                 avg_usage_percent: self.cpu_usage.avg(),
@@ -768,7 +802,7 @@ fn compute(data: &LiveData, groups: &GroupMatcher, inputs: &ViewInputs<'_>, tren
 
     let score = health_score(&status, &worst_by_vm);
     let overview = SystemOverview {
-        timestamp: now_ms,
+        timestamp: Timestamp(now_ms),
         health_score: HealthScore {
             value: score,
             level: health_level(score),

@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub rate_limit: RateLimitConfig,
     pub websocket: WebSocketConfig,
+    /// Whether `/metrics` needs a bearer token. On by default because `listen` may face
+    /// users; turn it off when the port is reachable only by the Prometheus server.
+    pub metrics_require_token: bool,
 }
 
 impl Default for ServerConfig {
@@ -32,7 +35,26 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             rate_limit: RateLimitConfig::default(),
             websocket: WebSocketConfig::default(),
+            metrics_require_token: true,
         }
+    }
+}
+
+impl ServerConfig {
+    pub(super) fn validate(&self) -> Result<(), String> {
+        let rate = self.rate_limit.requests_per_second;
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!(
+                "server.rate_limit.requests_per_second must be more than 0, got {rate}"
+            ));
+        }
+        if self.rate_limit.burst == 0 {
+            return Err("server.rate_limit.burst must be at least 1".into());
+        }
+        if self.max_body_bytes == 0 {
+            return Err("server.max_body_bytes must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
