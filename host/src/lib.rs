@@ -17,3 +17,4 @@ pub mod plugin;
 pub mod service;
 pub mod telemetry;
 pub mod views;
+pub mod ws;
