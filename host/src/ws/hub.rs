@@ -2,7 +2,7 @@
 //! cycles and alert changes to them.
 //!
 //! The fan-out encodes each VM's `metrics` message once per cycle for every distinct
-//! (language, metric groups) pair its subscribers asked for, and hands the same shared
+//! (language, metric groups) pair its subscribers requested, and hands the same shared
 //! [`Frame`] to each of them. The language matters only when the VM has active alerts,
 //! because their messages are the only localized text in RealtimeMetrics.
 
@@ -28,7 +28,7 @@ const RUNNING: u8 = 0;
 const STOPPING: u8 = 1;
 const FAILED: u8 = 2;
 
-/// One open connection as the fan-out sees it.
+/// The fan-out's handle of one open connection.
 #[derive(Debug)]
 pub struct Peer {
     pub id: u64,
@@ -341,20 +341,20 @@ impl Hub {
     /// Pushes the newest metrics of `vm_ids` to every connection subscribed to them.
     pub fn fan_out_metrics(&self, vm_ids: &[String]) {
         // 1. The updated VMs someone is subscribed to.
-        let wanted: Vec<&String> = {
+        let subscribed: Vec<&String> = {
             let registry = self.read();
             vm_ids
                 .iter()
                 .filter(|id| registry.by_vm.contains_key(id.as_str()))
                 .collect()
         };
-        if wanted.is_empty() {
+        if subscribed.is_empty() {
             return;
         }
 
         // 2. Their metrics, and the active alerts of those that have any.
         let records: Vec<RealtimeMetrics> = self.service.live.read(|data| {
-            wanted
+            subscribed
                 .iter()
                 .filter_map(|id| data.vms.get(id.as_str())?.metrics.clone())
                 .collect()

@@ -12,9 +12,9 @@
 //!
 //! # Handshake
 //!
-//! The client passes its access token as `?token=` and may pick the language of error
-//! texts, close reasons and alert messages with `?lang=zh|en|ja`; without it the
-//! `Accept-Language` header decides, then `server.default_language`. An invalid or expired
+//! The client passes its access token as `?token=`. It may set the language of error
+//! texts, close reasons and alert messages with `?lang=zh|en|ja`. Without it the
+//! `Accept-Language` header sets the language, then `server.default_language`. An invalid or expired
 //! token still gets the upgrade, then an `error` message (`TOKEN_MISSING`, `TOKEN_EXPIRED`,
 //! `TOKEN_INVALID` or `PERMISSION_DENIED`) and close 1008. When `max_connections` are open,
 //! a new connection is upgraded and closed at once with 1013.

@@ -37,7 +37,7 @@ impl GroupMask {
     }
 }
 
-/// Which alerts a connection receives as `alert` messages.
+/// The set of alerts a connection receives as `alert` messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertScope {
     /// Alerts of the subscribed VMs only: the default.
@@ -317,8 +317,8 @@ struct ErrorData<'a> {
 }
 
 fn encode(message: &ServerMessage<'_>) -> String {
-    // Every field is a string, a finite number, a bool or a list of them, and the keys are
-    // strings, so serializing to a string cannot fail.
+    // The messages contain only strings, numbers, bools and lists or maps of them with
+    // string keys, which serde_json always serializes (a non-finite number becomes null).
     serde_json::to_string(message).expect("server messages always serialize")
 }
 
