@@ -106,11 +106,13 @@ async fn start(vm_count: usize, rules: Vec<Arc<Plugin>>, tune: impl FnOnce(&mut 
         vec![],
         vec![],
     );
+
     let auth_config = AuthConfig {
         leeway_secs: 0,
         ..AuthConfig::default()
     };
     let auth = Arc::new(Authenticator::hs256(&[42; 32], &auth_config).unwrap());
+
     let realtime = vmpulse::ws::start(service.clone(), auth.clone());
     let app = poem::Route::new().at("/ws/v1/realtime", realtime.endpoint());
     let acceptor =
@@ -121,6 +123,8 @@ async fn start(vm_count: usize, rules: Vec<Arc<Plugin>>, tune: impl FnOnce(&mut 
         .as_socket_addr()
         .unwrap();
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+
+    // Every VM starts with metrics, as after the first collection cycle.
     let mut server = Server {
         service,
         auth,
