@@ -1,10 +1,10 @@
 //! The bounded queue of messages waiting to be written to one connection.
 //!
-//! A `metrics` message replaces the pending one of the same VM, so a connection that falls
-//! behind by a cycle receives only the newest values. Other messages (alerts, pongs,
-//! errors) keep their order and are never dropped one by one: when the queue is full, the
-//! connection is closed as a slow consumer instead, so a client never misses an alert
-//! silently.
+//! Messages leave in the order they were queued, except that a `metrics` message replaces
+//! the pending one of the same VM and takes its place, so a connection that falls behind
+//! by a cycle receives only the newest values. Other messages (alerts, pongs, errors) are
+//! never dropped one by one: when the queue is full, the connection is closed as a slow
+//! consumer instead, so a client never misses an alert silently.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -42,16 +42,24 @@ pub struct Batch {
     pub closing: Option<Closing>,
 }
 
+/// A place in the queue: a message, or the newest `metrics` message of a VM.
+#[derive(Debug)]
+enum Slot {
+    Message(Frame),
+    Metrics(Arc<str>),
+}
+
 #[derive(Debug, Default)]
 struct Pending {
-    ordered: VecDeque<Frame>,
+    order: VecDeque<Slot>,
+    /// The newest `metrics` message of each VM with a slot in `order`.
     metrics: HashMap<Arc<str>, Frame>,
     closing: Option<Closing>,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.ordered.len() + self.metrics.len()
+        self.order.len()
     }
 }
 
@@ -73,7 +81,7 @@ impl Outbox {
         }
     }
 
-    /// Queues a message that keeps its place in order; wakes the writer when `wake`.
+    /// Queues a message; wakes the writer when `wake`.
     pub fn push(&self, frame: Frame, overflow: &Closing, wake: bool) -> Pushed {
         let pushed = {
             let mut pending = self.lock();
@@ -84,7 +92,7 @@ impl Outbox {
                 pending.closing = Some(overflow.clone());
                 Pushed::Overflow
             } else {
-                pending.ordered.push_back(frame);
+                pending.order.push_back(Slot::Message(frame));
                 Pushed::Queued
             }
         };
@@ -114,6 +122,7 @@ impl Outbox {
                 pending.closing = Some(overflow.clone());
                 Pushed::Overflow
             } else {
+                pending.order.push_back(Slot::Metrics(vm_id.clone()));
                 pending.metrics.insert(vm_id.clone(), frame);
                 Pushed::Queued
             }
@@ -126,7 +135,13 @@ impl Outbox {
 
     /// Drops the pending `metrics` messages of VMs no longer subscribed.
     pub fn forget_metrics(&self, keep: impl Fn(&str) -> bool) {
-        self.lock().metrics.retain(|vm_id, _| keep(vm_id));
+        let mut pending = self.lock();
+        let Pending { order, metrics, .. } = &mut *pending;
+        metrics.retain(|vm_id, _| keep(vm_id));
+        order.retain(|slot| match slot {
+            Slot::Message(_) => true,
+            Slot::Metrics(vm_id) => metrics.contains_key(vm_id),
+        });
     }
 
     /// Asks the writer to close the connection; the first request wins.
@@ -151,14 +166,18 @@ impl Outbox {
         self.ready.notified().await;
     }
 
-    /// Takes everything pending: ordered messages first, then the metrics.
+    /// Takes everything pending, in queue order.
     pub fn take(&self) -> Batch {
         let mut pending = self.lock();
-        let ordered = std::mem::take(&mut pending.ordered);
-        let metrics = std::mem::take(&mut pending.metrics);
-        let mut frames = Vec::with_capacity(ordered.len() + metrics.len());
-        frames.extend(ordered);
-        frames.extend(metrics.into_values());
+        let order = std::mem::take(&mut pending.order);
+        let mut metrics = std::mem::take(&mut pending.metrics);
+        let mut frames = Vec::with_capacity(order.len());
+        for slot in order {
+            match slot {
+                Slot::Message(frame) => frames.push(frame),
+                Slot::Metrics(vm_id) => frames.extend(metrics.remove(&vm_id)),
+            }
+        }
         Batch {
             frames,
             closing: pending.closing.clone(),
@@ -214,17 +233,18 @@ mod tests {
     }
 
     #[test]
-    fn ordered_messages_come_before_metrics() {
+    fn replaced_metrics_keep_their_place() {
         let outbox = Outbox::new(8);
         let vm: Arc<str> = Arc::from("vm-1");
-        outbox.push_metrics(&vm, Arc::from("metrics"), &overflow(), false);
-        outbox.push(Arc::from("alert"), &overflow(), false);
+        outbox.push_metrics(&vm, Arc::from("old metrics"), &overflow(), false);
+        outbox.push(Arc::from("pong"), &overflow(), false);
+        outbox.push_metrics(&vm, Arc::from("new metrics"), &overflow(), false);
 
         let batch = outbox.take();
 
         assert_eq!(
             batch.frames,
-            vec![Arc::<str>::from("alert"), Arc::from("metrics")]
+            vec![Arc::<str>::from("new metrics"), Arc::from("pong")]
         );
     }
 
