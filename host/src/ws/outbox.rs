@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 /// An encoded message, shared by every connection that receives it.
 pub type Frame = Arc<str>;
 
-/// Why and how the server closes a connection.
+/// A server-side close: its code, reason and telemetry label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closing {
     pub code: u16,
@@ -23,7 +23,7 @@ pub struct Closing {
     pub counted_as: &'static str,
 }
 
-/// What a push did.
+/// The outcome of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     Queued,
