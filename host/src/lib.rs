@@ -19,3 +19,4 @@ pub mod service;
 pub mod telemetry;
 pub mod timestamp;
 pub mod views;
+pub mod ws;

@@ -178,12 +178,14 @@ async fn start_api(
         return Ok(None);
     };
     let auth = Arc::new(Authenticator::from_config(auth)?);
-    let routes = vmpulse::api::routes(service.clone(), auth);
-    // The WebSocket channel mounts here, beside the API:
-    // let routes = routes.at("/ws/v1/realtime", websocket_endpoint);
+    let realtime = vmpulse::ws::start(service.clone(), auth.clone());
+    let routes =
+        vmpulse::api::routes(service.clone(), auth).at("/ws/v1/realtime", realtime.endpoint());
     let server = ApiServer::bind(&service.config.server).await?;
     let shutdown = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
+        // Close WebSocket clients with 1001 (going away) so they reconnect elsewhere.
+        realtime.shutdown();
     };
     Ok(Some(tokio::spawn(server.run(routes, shutdown))))
 }

@@ -261,6 +261,9 @@ mod tests {
 
         assert_eq!(overview.recent_alerts.len(), 5);
         assert_eq!(overview.recent_alerts[0].vm_id, "b");
-        assert_eq!(overview.recent_alerts[0].timestamp, crate::timestamp::Timestamp(10 * CYCLE_MS));
+        assert_eq!(
+            overview.recent_alerts[0].timestamp,
+            crate::timestamp::Timestamp(10 * CYCLE_MS)
+        );
     }
 }

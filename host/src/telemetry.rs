@@ -16,6 +16,14 @@ pub struct Telemetry {
     pub ws_closed: Mutex<BTreeMap<&'static str, u64>>,
     /// Requests served by the REST API.
     pub http: HttpTelemetry,
+    /// WebSocket text frames written to clients.
+    pub ws_frames_sent: AtomicU64,
+    /// Pending WebSocket `metrics` messages replaced by newer ones before they were written.
+    pub ws_metrics_replaced: AtomicU64,
+    /// WebSocket `error` messages sent about client messages.
+    pub ws_errors_sent: AtomicU64,
+    /// Alert changes the WebSocket fan-out fell too far behind to push.
+    pub ws_alert_events_lost: AtomicU64,
 }
 
 impl Telemetry {
