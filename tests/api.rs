@@ -438,6 +438,52 @@ async fn unknown_vm_is_404() {
 }
 
 #[tokio::test]
+async fn vm_list_filters_and_pages() {
+    let harness = start(Setup::default()).await;
+
+    let all = harness.get("/api/v1/realtime/vms?limit=2").await;
+    let data = assert_ok_envelope(&all, "获取成功");
+    assert_eq!(data["total"], VMS as u64);
+    let items = data["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    // Ordered by name: db-0001 before db-0003.
+    assert_eq!(items[0]["name"], "db-0001");
+    assert_eq!(items[1]["name"], "db-0003");
+    assert_eq!(items[0]["id"], "vm-0001");
+    assert_eq!(items[0]["status"], "online");
+    assert_eq!(items[0]["powerState"], "poweredOn");
+    assert_eq!(items[0]["vcpus"], 4);
+    assert_eq!(items[0]["memoryMB"], 8192);
+    assert_eq!(items[0]["clusterId"], api_estate::cluster_of(1));
+
+    let web = harness
+        .get("/api/v1/realtime/vms?name=web-*&offset=1&limit=1")
+        .await;
+    let data = assert_ok_envelope(&web, "获取成功");
+    assert_eq!(data["total"], VMS.div_ceil(2) as u64);
+    assert_eq!(data["items"][0]["name"], "web-0002");
+    assert_eq!(
+        data["items"][0]["status"], "warning",
+        "web-0002 has a high alert"
+    );
+
+    let cluster = api_estate::cluster_of(0);
+    let in_cluster = harness
+        .get(&format!(
+            "/api/v1/realtime/vms?cluster={cluster}&limit=5000"
+        ))
+        .await;
+    let data = assert_ok_envelope(&in_cluster, "获取成功");
+    let expected = (0..VMS)
+        .filter(|i| api_estate::cluster_of(*i) == cluster)
+        .count();
+    assert_eq!(data["total"], expected as u64);
+
+    let bad = harness.get("/api/v1/realtime/vms?limit=0").await;
+    assert_error(&bad, 400, "400", "limit");
+}
+
+#[tokio::test]
 async fn vm_not_collected_yet_is_503() {
     let harness = start(Setup::default()).await;
     let mut inventory = api_estate::inventory(1);

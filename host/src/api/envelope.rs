@@ -6,6 +6,7 @@ use poem_openapi::Object;
 use super::Ctx;
 use super::alerts::{AlertList, AlertView};
 use super::history::VmHistory;
+use super::inventory::VmList;
 use super::operations::{CollectionRun, PluginsReport};
 use super::realtime::BatchResult;
 use crate::i18n::Text;
@@ -40,6 +41,8 @@ macro_rules! envelopes {
 }
 
 envelopes! {
+    /// A response whose `data` is a page of the VM list.
+    VmListEnvelope(VmList);
     /// A response whose `data` is one VM's RealtimeMetrics.
     VmEnvelope(RealtimeMetrics);
     /// A response whose `data` is the metrics of many VMs.

@@ -36,6 +36,7 @@ mod envelope;
 mod error;
 mod freshness;
 mod history;
+mod inventory;
 mod messages;
 mod operations;
 mod prometheus;
@@ -124,6 +125,7 @@ impl<'a> FromRequest<'a> for Ctx {
 }
 
 type Apis = (
+    inventory::InventoryApi,
     realtime::RealtimeApi,
     history::HistoryApi,
     alerts::AlertsApi,
@@ -134,6 +136,7 @@ type Apis = (
 /// request, so the document can be generated without a running service.
 fn openapi_service() -> OpenApiService<Apis, ()> {
     let apis = (
+        inventory::InventoryApi,
         realtime::RealtimeApi,
         history::HistoryApi,
         alerts::AlertsApi,
