@@ -13,10 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use http::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use vmpulse::auth::{Authenticator, Role};
 use vmpulse::config::AuthConfig;
+use vmpulse_tests::api_client::{ApiClient, RequestBody};
 use vmpulse_tests::fixtures::workspace_root;
 use vmpulse_tests::guestos_plugin::{self, NodeExporter, free_port};
 use vmpulse_tests::threshold_plugin;
@@ -28,8 +30,8 @@ const VC_PASSWORD: &str = "vmpulse-secret";
 /// The collection interval: the shortest the config accepts.
 const INTERVAL: Duration = Duration::from_secs(30);
 /// VMs whose guest IP the simulator reports as 127.0.0.1, where the node exporter listens.
-/// Those that are powered on with VMware Tools running get guest data.
-const GUEST_CANDIDATES: [&str; 6] = ["vm-0010", "vm-0011", "vm-0012", "vm-0013", "vm-0014", "vm-0015"];
+/// The launcher accepts only powered-on VMs with VMware Tools running.
+const GUEST_CANDIDATES: [&str; 3] = ["vm-0021", "vm-0023", "vm-0024"];
 
 fn host_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -169,38 +171,35 @@ fn token(role: Role) -> String {
 }
 
 struct Api {
-    base: String,
-    client: reqwest::Client,
+    client: ApiClient,
     token: String,
 }
 
 impl Api {
     /// Returns the `data` of a successful response, panicking with the body otherwise.
     async fn get(&self, path: &str) -> Value {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap_or_else(|err| panic!("GET {path}: {err}"));
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, 200, "GET {path}: {body}");
+        let response = self.client.get(path, Some(&self.token)).await;
+        let body = response.json();
+        assert_eq!(response.status, 200, "GET {path}: {body}");
         assert_eq!(body["code"], 200, "GET {path}: {body}");
         body["data"].clone()
     }
 
-    /// Polls `/healthz` until it answers 200.
-    async fn wait_healthy(&self, host: &Host, within: Duration) {
+    /// Polls `/healthz` until collection is current (`ok`), or with `listening_only` until
+    /// the API answers at all.
+    async fn wait_healthy(&self, host: &Host, within: Duration, listening_only: bool) {
         let deadline = Instant::now() + within;
         loop {
-            let healthy = self
-                .client
-                .get(format!("{}/healthz", self.base))
-                .send()
-                .await
-                .is_ok_and(|response| response.status() == 200);
+            // The port refuses connections until the host listens.
+            let healthy = match self.client.connect().await {
+                Ok(mut connection) => {
+                    let response = connection
+                        .send(Method::GET, "/healthz", &[], RequestBody::Empty)
+                        .await;
+                    listening_only || response.json()["data"]["collection"] == "ok"
+                }
+                Err(_) => false,
+            };
             if healthy {
                 return;
             }
@@ -214,7 +213,8 @@ impl Api {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Reads the next text message as JSON, skipping pings, within `within`.
 async fn next_json(socket: &mut Socket, within: Duration) -> Value {
@@ -275,12 +275,12 @@ async fn estate_end_to_end() {
 
     let mut host = Host::start(&config, &log);
     let api = Api {
-        base: format!("http://{listen}"),
-        client: reqwest::Client::new(),
+        client: ApiClient::plain(listen),
         token: token(Role::ItManager),
     };
     // The first cycle reads the inventory and collects 1,500 VMs from scratch.
-    api.wait_healthy(&host, Duration::from_secs(180)).await;
+    api.wait_healthy(&host, Duration::from_secs(180), false)
+        .await;
 
     // The VM list names every VM; the group covers vm-0010 to vm-0099.
     let list = api.get("/api/v1/realtime/vms?limit=2000").await;
@@ -306,9 +306,19 @@ async fn estate_end_to_end() {
         .iter()
         .map(|vm| vm["id"].as_str().unwrap().to_owned())
         .collect();
-    assert!(group_ids.len() <= 90 && group_ids.len() >= 80, "{}", group_ids.len());
-    let mut subscribed = group_ids.clone();
-    for vm in &vms {
+    assert!(
+        group_ids.len() <= 90 && group_ids.len() >= 80,
+        "{}",
+        group_ids.len()
+    );
+    // Powered-off VMs have no real-time data, so only powered-on ones are subscribed.
+    let powered_on = |vm: &Value| vm["powerState"] == "poweredOn";
+    let mut subscribed: Vec<String> = group
+        .iter()
+        .filter(|vm| powered_on(vm))
+        .map(|vm| vm["id"].as_str().unwrap().to_owned())
+        .collect();
+    for vm in vms.iter().filter(|vm| powered_on(vm)) {
         if subscribed.len() == 100 {
             break;
         }
@@ -343,7 +353,10 @@ async fn estate_end_to_end() {
             assert_ne!(message["type"], "error", "{message}");
         }
     }
-    let first_timestamp = snapshot[&subscribed[0]]["timestamp"].as_str().unwrap().to_owned();
+    let first_timestamp = snapshot[&subscribed[0]]["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // A fresh `metrics` message for every subscribed VM within one interval (plus the
     // cycle's own time), and the alert on the guest VMs when it fires.
@@ -372,27 +385,58 @@ async fn estate_end_to_end() {
         }
     }
     assert_eq!(fresh.len(), subscribed.len(), "fresh metrics for every VM");
-    let expected_alerts: HashSet<String> = guest_vms.iter().map(|name| id_of[name].clone()).collect();
+    let expected_alerts: HashSet<String> =
+        guest_vms.iter().map(|name| id_of[name].clone()).collect();
     assert_eq!(alerts, expected_alerts, "alerts reach the client");
     for name in &guest_vms {
-        assert_eq!(fresh[&id_of[name]]["dataSources"]["guestOS"], true, "{name}");
+        assert_eq!(
+            fresh[&id_of[name]]["dataSources"]["guestOS"], true,
+            "{name}"
+        );
     }
 
     // The group aggregate agrees with what the client received in the same cycle.
     let aggregate = api.get("/api/v1/realtime/groups/tens").await;
     assert_eq!(aggregate["scope"], "group");
-    assert_eq!(aggregate["vmCount"]["total"].as_u64(), Some(group_ids.len() as u64));
+    assert_eq!(
+        aggregate["vmCount"]["total"].as_u64(),
+        Some(group_ids.len() as u64)
+    );
     let group_metrics: Vec<&Value> = group_ids.iter().filter_map(|id| fresh.get(id)).collect();
-    let cpu = average(group_metrics.iter().filter_map(|m| m["cpu"]["usagePercent"].as_f64()));
-    assert_close("group cpu.avgUsagePercent", &aggregate["cpu"]["avgUsagePercent"], cpu);
-    let memory = average(group_metrics.iter().filter_map(|m| m["memory"]["usagePercent"].as_f64()));
-    assert_close("group memory.avgUsagePercent", &aggregate["memory"]["avgUsagePercent"], memory);
+    let cpu = average(
+        group_metrics
+            .iter()
+            .filter_map(|m| m["cpu"]["usagePercent"].as_f64()),
+    );
+    assert_close(
+        "group cpu.avgUsagePercent",
+        &aggregate["cpu"]["avgUsagePercent"],
+        cpu,
+    );
+    let memory = average(
+        group_metrics
+            .iter()
+            .filter_map(|m| m["memory"]["usagePercent"].as_f64()),
+    );
+    assert_close(
+        "group memory.avgUsagePercent",
+        &aggregate["memory"]["avgUsagePercent"],
+        memory,
+    );
 
     // Cluster and overview agree with the VM list.
     let cluster_id = group[0]["clusterId"].as_str().unwrap();
-    let cluster = api.get(&format!("/api/v1/realtime/clusters/{cluster_id}")).await;
-    let in_cluster = vms.iter().filter(|vm| vm["clusterId"] == cluster_id).count();
-    assert_eq!(cluster["vmCount"]["total"].as_u64(), Some(in_cluster as u64));
+    let cluster = api
+        .get(&format!("/api/v1/realtime/clusters/{cluster_id}"))
+        .await;
+    let in_cluster = vms
+        .iter()
+        .filter(|vm| vm["clusterId"] == cluster_id)
+        .count();
+    assert_eq!(
+        cluster["vmCount"]["total"].as_u64(),
+        Some(in_cluster as u64)
+    );
     let overview = api.get("/api/v1/realtime/overview").await;
     assert_eq!(overview["vmStatus"]["total"], 1500);
     assert!(overview["alerts"]["low"].as_u64().unwrap() >= guest_vms.len() as u64);
@@ -405,20 +449,25 @@ async fn estate_end_to_end() {
     drop(socket);
     host.kill();
     let mut host = Host::start(&host.config.clone(), &log);
-    api.wait_healthy(&host, Duration::from_secs(60)).await;
+    // Before the new process's first cycle ends, the API serves what the store kept.
+    api.wait_healthy(&host, Duration::from_secs(60), true).await;
     let after = api.get(&format!("/api/v1/realtime/vms/{probe}")).await;
     assert!(
         after["timestamp"].as_str() >= before["timestamp"].as_str(),
         "latest values survive: before {before}, after {after}"
     );
+    assert!(after["cpu"].is_object(), "{after}");
     let history = api
         .get(&format!(
-            "/api/v1/realtime/vms/{probe}/history?metrics=cpu.usagePercent&window=1h"
+            "/api/v1/realtime/vms/{probe}/history?metrics=cpu.usagePercent"
         ))
         .await;
     let points = history["points"].as_array().expect("history points");
     assert!(points.len() >= 2, "history survives: {history}");
     let overview = api.get("/api/v1/realtime/overview").await;
-    assert!(overview["alerts"]["low"].as_u64().unwrap() >= guest_vms.len() as u64, "alerts survive: {overview}");
+    assert!(
+        overview["alerts"]["low"].as_u64().unwrap() >= guest_vms.len() as u64,
+        "alerts survive: {overview}"
+    );
     host.kill();
 }
