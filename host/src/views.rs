@@ -76,6 +76,8 @@ pub struct MemoryAggregate {
     #[oai(skip_serializing_if_is_none)]
     pub min_usage_percent: Option<f64>,
     /// Configured memory of the powered-on VMs, in GiB.
+    #[serde(rename = "totalGB")]
+    #[oai(rename = "totalGB")]
     pub total_gb: f64,
     /// Memory in use, in GiB: the guest's used memory where an exporter reports it, else
     /// memory usage x configured memory, over VMs with either known.
@@ -1141,6 +1143,52 @@ mod tests {
         assert_eq!(overview.health_score.level, HealthLevel::Critical);
         assert_eq!(overview.recent_alerts.len(), 1);
         assert!(overview.recent_alerts[0].message.contains("CPU usage"));
+    }
+
+    #[test]
+    fn aggregate_json_uses_record_names() {
+        let views = compute_estate(&[]);
+        let json = serde_json::to_value(&views.global).unwrap();
+        let keys = |group: &str| -> Vec<String> {
+            let mut keys: Vec<String> = json[group].as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys("vmCount"), ["error", "offline", "online", "total"]);
+        assert_eq!(
+            keys("cpu"),
+            [
+                "activeCores",
+                "avgUsagePercent",
+                "maxUsagePercent",
+                "minUsagePercent",
+                "totalCores"
+            ]
+        );
+        assert_eq!(
+            keys("memory"),
+            [
+                "avgUsagePercent",
+                "maxUsagePercent",
+                "minUsagePercent",
+                "totalGB",
+                "usedGB"
+            ]
+        );
+        // The estate has no write IOPS or latency: those statistics are absent.
+        assert_eq!(
+            keys("disk"),
+            [
+                "avgReadLatency",
+                "avgUsagePercent",
+                "maxUsagePercent",
+                "totalReadIOPS"
+            ]
+        );
+        assert_eq!(keys("network"), ["avgInBps", "totalInBps"]);
+        for key in ["scope", "scopeId", "scopeName", "timestamp"] {
+            assert!(json.get(key).is_some(), "{key} missing: {json}");
+        }
     }
 
     #[test]

@@ -150,7 +150,13 @@ pub struct OutboundPolicy {
     origins: Vec<AllowedOrigin>,
     client: PooledClient,
     response_timeout: Duration,
+    /// Denied origins already logged at warn level; repeats go to debug, so a plugin that
+    /// tries the same forbidden origin every cycle does not flood the log.
+    warned_denials: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Distinct denied origins logged at warn level per plugin; beyond it every denial is debug.
+const MAX_WARNED_DENIALS: usize = 64;
 
 impl std::fmt::Debug for OutboundPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,7 +194,18 @@ impl OutboundPolicy {
             origins,
             client,
             response_timeout,
+            warned_denials: Default::default(),
         }
+    }
+
+    /// Returns true the first time `origin` is denied, while fewer than
+    /// [`MAX_WARNED_DENIALS`] origins have been.
+    fn first_denial(&self, origin: &str) -> bool {
+        let mut warned = self
+            .warned_denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        warned.len() < MAX_WARNED_DENIALS && warned.insert(origin.to_owned())
     }
 
     /// Returns true when a request to `uri` goes to one of `origins`.
@@ -262,11 +279,17 @@ impl WasiHttpHooks for OutboundHooks {
         let plugin_id = self.plugin_id.clone();
         Box::new(async move {
             if !OutboundPolicy::authorize(request.uri(), &policy.origins) {
-                tracing::warn!(
-                    plugin = %plugin_id,
-                    origin = %origin_of(request.uri()),
-                    "outbound request denied: origin not in allowed_outbound_hosts"
-                );
+                let origin = origin_of(request.uri());
+                if policy.first_denial(&origin) {
+                    tracing::warn!(
+                        plugin = %plugin_id,
+                        %origin,
+                        "outbound request denied: origin not in allowed_outbound_hosts; \
+                         further denials of this origin are logged at debug level"
+                    );
+                } else {
+                    tracing::debug!(plugin = %plugin_id, %origin, "outbound request denied");
+                }
                 return Err(HttpError::HttpRequestDenied);
             }
             let response = send(&policy, request, options).await?;
