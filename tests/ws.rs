@@ -763,16 +763,25 @@ async fn fired_alert_is_pushed_to_its_subscribers() {
     }
 
     server.cycle(&[1, 2], 95.0).await;
-    let mut watcher_alert = next_json(&mut watcher).await;
-    while watcher_alert["type"] != "alert" {
-        watcher_alert = next_json(&mut watcher).await;
+    // The alert and the cycle's metrics travel on separate channels, so either may come
+    // first: keep reading until both arrived.
+    let mut watcher_alert = Value::Null;
+    let mut watcher_metrics = Vec::new();
+    while watcher_alert.is_null() || watcher_metrics.is_empty() {
+        let message = next_json(&mut watcher).await;
+        match message["type"].as_str() {
+            Some("alert") => watcher_alert = message,
+            Some("metrics") if message["data"]["vmId"] == "vm-001" => {
+                watcher_metrics.push(message);
+            }
+            _ => {}
+        }
     }
     let everything_alert = next_json(&mut everything).await;
     let other_messages = {
         metrics_for(&mut other, &ids([2])).await;
         until_pong(&mut other, 10).await
     };
-    let watcher_metrics = metrics_for(&mut watcher, &ids([1])).await;
 
     let alert = &watcher_alert["data"]["alert"];
     assert_eq!(watcher_alert["data"]["vmId"], "vm-001");
