@@ -484,6 +484,17 @@ async fn vm_list_filters_and_pages() {
 }
 
 #[tokio::test]
+async fn global_aggregate_counts_every_vm() {
+    let harness = start(Setup::default()).await;
+
+    let response = harness.get("/api/v1/realtime/global").await;
+
+    let data = assert_ok_envelope(&response, "获取成功");
+    assert_eq!(data["scope"], "global");
+    assert_eq!(data["vmCount"]["total"], VMS as u64);
+}
+
+#[tokio::test]
 async fn vm_not_collected_yet_is_503() {
     let harness = start(Setup::default()).await;
     let mut inventory = api_estate::inventory(1);

@@ -92,6 +92,17 @@ pub struct Claims {
     pub iat: u64,
 }
 
+/// The claims read after jsonwebtoken has checked `exp`, `nbf`, `iss` and `aud`. Only
+/// these two are read here, so other valid forms of the standard claims (an `aud` array,
+/// a fractional `exp`, no `iat`) and extra claims are accepted.
+#[derive(Debug, Deserialize)]
+struct Identity {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
 /// The caller a valid token identifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -243,7 +254,7 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let data = jsonwebtoken::decode::<Identity>(token, &self.decoding, &self.validation)
             .map_err(|err| match err.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -260,13 +271,15 @@ impl Authenticator {
                 }
                 _ => AuthError::Invalid("malformed token".to_owned()),
             })?;
-        if data.claims.sub.is_empty() {
-            return Err(AuthError::Invalid("claim `sub` is empty".to_owned()));
-        }
-        Ok(Principal {
-            subject: data.claims.sub,
-            role: data.claims.role,
-        })
+        let Identity { sub, role } = data.claims;
+        let subject = sub
+            .filter(|sub| !sub.is_empty())
+            .ok_or_else(|| AuthError::Invalid("claim `sub` is missing or empty".to_owned()))?;
+        let role = role
+            .ok_or_else(|| AuthError::Invalid("claim `role` is missing".to_owned()))?
+            .parse::<Role>()
+            .map_err(AuthError::Invalid)?;
+        Ok(Principal { subject, role })
     }
 
     /// Mints a token for `subject` with `role`, valid from now for `lifetime`.
@@ -320,6 +333,54 @@ mod tests {
         let principal = auth.verify(&token).expect("fresh token");
         assert_eq!(principal.subject, "alice");
         assert_eq!(principal.role, Role::ItManager);
+    }
+
+    fn sign(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7; 32]).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn standard_claim_forms_accepted() {
+        let now = now();
+        let token = sign(serde_json::json!({
+            "sub": "carol",
+            "role": "operator",
+            "iss": "vmpulse",
+            "aud": ["other", "vmpulse-api"],
+            "exp": now as f64 + 60.5,
+            "nbf": now - 1,
+            "tenant": "lab",
+        }));
+        let principal = authenticator()
+            .verify(&token)
+            .expect("valid claims without iat");
+        assert_eq!(principal.role, Role::Operator);
+    }
+
+    #[test]
+    fn unknown_role_named() {
+        let now = now();
+        let token = sign(serde_json::json!({
+            "sub": "mallory", "role": "root", "iss": "vmpulse", "aud": "vmpulse-api",
+            "exp": now + 60, "nbf": now,
+        }));
+        let error = authenticator().verify(&token).unwrap_err();
+        assert!(
+            matches!(&error, AuthError::Invalid(text) if text.contains("unknown role `root`")),
+            "{error}"
+        );
     }
 
     #[test]

@@ -210,8 +210,11 @@ impl AlertEngine {
                 .filter_map(|track| track.alert.as_mut())
                 .find(|alert| alert.id == id)
                 .ok_or_else(|| AlertError::NotFound(id.to_owned()))?;
-            alert.acknowledged_by = Some(subject.to_owned());
-            alert.acknowledged_at_ms = Some(now_ms);
+            // A repeated acknowledgement keeps the first one's subject and time.
+            if alert.acknowledged_at_ms.is_none() {
+                alert.acknowledged_by = Some(subject.to_owned());
+                alert.acknowledged_at_ms = Some(now_ms);
+            }
             (alert.clone(), self.write_turn())
         };
         let event = AlertEvent {

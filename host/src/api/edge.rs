@@ -139,25 +139,59 @@ fn log_access(
     );
 }
 
-/// Returns a query string with the value of every `token` parameter replaced by
-/// `[redacted]`, so access logs never hold a credential (the WebSocket channel takes its
-/// token as `?token=`).
+/// Returns a query string with the value of every parameter that may carry a credential
+/// replaced by `[redacted]`, so access logs never hold one. The WebSocket channel takes its
+/// token as `?token=`; names such as `access_token`, `api_key` or a percent-encoded
+/// `%74oken` are redacted too.
 pub fn redact_query(query: &str) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if name.eq_ignore_ascii_case("token") => {
-                format!("{name}=[redacted]")
-            }
+            Some((name, _)) if is_credential_name(name) => format!("{name}=[redacted]"),
             _ => pair.to_owned(),
         })
         .collect::<Vec<_>>()
         .join("&")
 }
 
+/// Returns true when a query parameter's name, percent-decoded, names a credential.
+fn is_credential_name(name: &str) -> bool {
+    let mut decoded = Vec::with_capacity(name.len());
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| name.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    ["token", "secret", "password", "key", "auth"]
+        .iter()
+        .any(|word| decoded.contains(word))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_credential_like_names() {
+        assert_eq!(
+            redact_query("access_token=abc&lang=en&%74oken=def&API_KEY=g"),
+            "access_token=[redacted]&lang=en&%74oken=[redacted]&API_KEY=[redacted]"
+        );
+    }
 
     #[test]
     fn redact_query_hides_token_values() {
@@ -168,6 +202,6 @@ mod tests {
     #[test]
     fn redact_query_keeps_other_parameters() {
         assert_eq!(redact_query("from=1&to=2"), "from=1&to=2");
-        assert_eq!(redact_query("tokens=3"), "tokens=3");
+        assert_eq!(redact_query("limit=3&lang=ja"), "limit=3&lang=ja");
     }
 }

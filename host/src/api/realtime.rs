@@ -414,6 +414,25 @@ impl RealtimeApi {
             .map(Json)
     }
 
+    /// Aggregate of the whole estate
+    ///
+    /// An addition to the product specification: the `global` scope, over every VM.
+    #[oai(
+        path = "/api/v1/realtime/global",
+        method = "get",
+        operation_id = "getGlobalAggregate"
+    )]
+    async fn global(
+        &self,
+        auth: BearerAuth,
+        ctx: Ctx,
+    ) -> Result<Json<AggregateEnvelope>, ApiError> {
+        ctx.require(&auth.0, Permission::VmRead)?;
+        // The global aggregate always exists, so the entity is never reported as missing.
+        ctx.aggregate(Scope::Global, Entity::Datacenter, "global")
+            .map(Json)
+    }
+
     /// Whole-system real-time state
     ///
     /// Health score, VM counts by status, core metrics and the five newest alerts, with
