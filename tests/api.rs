@@ -511,6 +511,23 @@ async fn vm_not_collected_yet_is_503() {
 }
 
 #[tokio::test]
+async fn powered_off_vm_without_metrics_has_no_retry() {
+    let harness = start(Setup::default()).await;
+    let mut inventory = api_estate::inventory(1);
+    inventory.vms[0].id = "vm-off".to_owned();
+    inventory.vms[0].power_state = vmpulse::plugin::bindings::types::PowerState::PoweredOff;
+    inventory.datacenters.clear();
+    inventory.clusters.clear();
+    inventory.hosts.clear();
+    harness.service.live.replace_inventory("other", inventory);
+
+    let response = harness.get("/api/v1/realtime/vms/vm-off").await;
+
+    assert_error(&response, 503, "503", "not powered on");
+    assert_eq!(response.header("retry-after"), None);
+}
+
+#[tokio::test]
 async fn batch_returns_found_and_missing() {
     let harness = start(Setup::default()).await;
     let body = r#"{"vmIds": ["vm-0001", "vm-9999", "vm-0002", "vm-0001"], "metrics": ["cpu"]}"#;

@@ -205,6 +205,15 @@ enum Lookup {
 }
 
 impl Ctx {
+    /// Returns true when the inventory lists the VM as powered on.
+    fn is_powered_on(&self, id: &str) -> bool {
+        self.service().live.read(|data| {
+            data.vms.get(id).is_some_and(|record| {
+                record.vm.power_state == crate::plugin::bindings::types::PowerState::PoweredOn
+            })
+        })
+    }
+
     /// Returns a VM's record with its active alerts in the reader's language.
     fn lookup_vm(&self, id: &str) -> Lookup {
         let record = self.service().live.read(|data| {
@@ -280,6 +289,12 @@ impl RealtimeApi {
                 &messages::FETCHED,
                 *metrics,
             ))),
+            Lookup::NoMetrics if !ctx.is_powered_on(&id) => Err(ApiError::Unavailable {
+                // NOTE: a VM powered off since before the host started has no record at
+                // all; retrying does not help until it is powered on.
+                reason: format!("VM `{}` is not powered on and has no metrics", *id),
+                retry_after_secs: None,
+            }),
             Lookup::NoMetrics => Err(ApiError::Unavailable {
                 reason: format!("no metrics have been collected for VM `{}` yet", *id),
                 retry_after_secs: Some(ctx.service().interval().as_secs()),
