@@ -1101,6 +1101,7 @@ async fn metrics_need_a_token_by_default() {
         "vmpulse_collection_cycle_duration_seconds{source=\"estate\"} 1.25",
         "vmpulse_collection_vms{source=\"estate\",outcome=\"failed\"} 1",
         "vmpulse_websocket_connections 0",
+        "vmpulse_websocket_alert_events_lost_total 0",
         "vmpulse_http_requests_total{route=\"getOverview\",method=\"GET\",status=\"200\"} 1",
         "vmpulse_http_request_duration_seconds_count{route=\"getOverview\"} 1",
         "vmpulse_alerts_active{severity=\"high\"} 1",

@@ -325,6 +325,32 @@ fn render_websocket(out: &mut String, service: &Service) {
             escape(reason)
         );
     }
+    drop(closed);
+    for (name, help, value) in [
+        (
+            "vmpulse_websocket_frames_sent_total",
+            "WebSocket text frames written to clients.",
+            &telemetry.ws_frames_sent,
+        ),
+        (
+            "vmpulse_websocket_metrics_replaced_total",
+            "Pending metrics messages replaced by newer ones before they were written.",
+            &telemetry.ws_metrics_replaced,
+        ),
+        (
+            "vmpulse_websocket_errors_sent_total",
+            "WebSocket error messages sent about client messages.",
+            &telemetry.ws_errors_sent,
+        ),
+        (
+            "vmpulse_websocket_alert_events_lost_total",
+            "Alert changes the WebSocket fan-out fell too far behind to push.",
+            &telemetry.ws_alert_events_lost,
+        ),
+    ] {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
 }
 
 fn render_http(out: &mut String, service: &Service) {
