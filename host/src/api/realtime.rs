@@ -16,6 +16,7 @@ use crate::alerts::AlertMetric;
 use crate::auth::Permission;
 use crate::collection::now_ms;
 use crate::metrics::{GROUPS, MetricAlert, RealtimeMetrics};
+use crate::plugin::bindings::types::PowerState;
 use crate::views::Scope;
 
 /// VM IDs accepted in one batch request.
@@ -200,31 +201,26 @@ fn alert_group(metric: AlertMetric) -> &'static str {
 /// The live state's entry for one requested VM.
 enum Lookup {
     Found(Box<RealtimeMetrics>),
-    NoMetrics,
+    /// The VM exists but has no metrics. More are expected only while it is powered on.
+    NoMetrics {
+        powered_on: bool,
+    },
     Unknown,
 }
 
 impl Ctx {
-    /// Returns true when the inventory lists the VM as powered on.
-    fn is_powered_on(&self, id: &str) -> bool {
-        self.service().live.read(|data| {
-            data.vms.get(id).is_some_and(|record| {
-                record.vm.power_state == crate::plugin::bindings::types::PowerState::PoweredOn
-            })
-        })
-    }
-
     /// Returns a VM's record with its active alerts in the reader's language.
     fn lookup_vm(&self, id: &str) -> Lookup {
         let record = self.service().live.read(|data| {
-            data.vms
-                .get(id)
-                .map(|record| record.metrics.clone().map(Box::new))
+            data.vms.get(id).map(|record| {
+                let powered_on = record.vm.power_state == PowerState::PoweredOn;
+                (record.metrics.clone().map(Box::new), powered_on)
+            })
         });
         match record {
             None => Lookup::Unknown,
-            Some(None) => Lookup::NoMetrics,
-            Some(Some(mut metrics)) => {
+            Some((None, powered_on)) => Lookup::NoMetrics { powered_on },
+            Some((Some(mut metrics), _)) => {
                 metrics.alerts = self
                     .service()
                     .alerts
@@ -289,13 +285,13 @@ impl RealtimeApi {
                 &messages::FETCHED,
                 *metrics,
             ))),
-            Lookup::NoMetrics if !ctx.is_powered_on(&id) => Err(ApiError::Unavailable {
+            Lookup::NoMetrics { powered_on: false } => Err(ApiError::Unavailable {
                 // NOTE: a VM powered off since before the host started has no record at
                 // all; retrying does not help until it is powered on.
                 reason: format!("VM `{}` is not powered on and has no metrics", *id),
                 retry_after_secs: None,
             }),
-            Lookup::NoMetrics => Err(ApiError::Unavailable {
+            Lookup::NoMetrics { powered_on: true } => Err(ApiError::Unavailable {
                 reason: format!("no metrics have been collected for VM `{}` yet", *id),
                 retry_after_secs: Some(ctx.service().interval().as_secs()),
             }),
@@ -336,7 +332,7 @@ impl RealtimeApi {
                         .retain(|alert| body.groups.contains(&alert_group(alert.metric)));
                     result.metrics.push(*metrics);
                 }
-                Lookup::NoMetrics => result.pending.push(id),
+                Lookup::NoMetrics { .. } => result.pending.push(id),
                 Lookup::Unknown => result.not_found.push(id),
             }
         }
