@@ -1,7 +1,7 @@
-//! The product end to end: the `vmpulse` binary with the vSphere, guest-OS and
+//! The product end to end. The `vmpulse` binary runs the vSphere, guest-OS and
 //! threshold-rules plugins against the vCenter simulator (1,500 VMs) and a real node
-//! exporter, read through the REST API and a WebSocket client, killed with SIGKILL and
-//! started again.
+//! exporter. The test reads it through the REST API and a WebSocket client, then kills it
+//! with SIGKILL and starts it again.
 //!
 //! The binary is the one `cargo test --workspace` builds for the host's own tests
 //! (`target/debug/vmpulse`); run `cargo build -p vmpulse` first when running this file alone.
@@ -186,7 +186,7 @@ impl Api {
     }
 
     /// Polls `/healthz` until collection is current (`ok`), or with `listening_only` until
-    /// the API answers at all.
+    /// the API responds at all.
     async fn wait_healthy(&self, host: &Host, within: Duration, listening_only: bool) {
         let deadline = Instant::now() + within;
         loop {

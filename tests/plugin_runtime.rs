@@ -481,7 +481,7 @@ async fn guest_log_carries_plugin_id_and_hides_secrets() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     // Another test thread may have registered the log call sites before this subscriber
-    // existed, caching that nobody listens; recompute that cache now.
+    // existed, and cached that no subscriber is interested. Rebuild that cache now.
     tracing::callsite::rebuild_interest_cache();
     let peer = HttpPeer::start(Behaviour::Respond("1".into())).await;
     let extra = "secrets = { token = \"VMPULSE_TEST_ECHO_TOKEN\" }";

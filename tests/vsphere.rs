@@ -567,7 +567,7 @@ async fn session_is_reused_until_vcenter_restarts() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     // Another test thread may have registered the log call sites before this subscriber
-    // existed, caching that nobody listens; recompute that cache now.
+    // existed, and cached that no subscriber is interested. Rebuild that cache now.
     tracing::callsite::rebuild_interest_cache();
     let mut vcsim = Vcsim::start(&["-vms", "20"]);
     let plugin = load(&vcsim, "").await;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::i18n::Lang;
 use crate::plugin::bindings::types as wit;
 
-/// How bad a crossed threshold is, lowest first.
+/// The severity of a crossed threshold, lowest first.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Enum,
 )]
@@ -97,7 +97,7 @@ pub enum Direction {
     Below,
 }
 
-/// What happened to an alert in a cycle.
+/// The change an alert went through in a cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertChange {

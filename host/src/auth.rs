@@ -30,7 +30,7 @@ impl Role {
         Role::SecurityEngineer,
     ];
 
-    /// Returns true when the role holds `permission`.
+    /// Returns true when the role grants `permission`.
     pub fn allows(self, permission: Permission) -> bool {
         match permission {
             Permission::VmRead => true,
@@ -62,7 +62,7 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// What an action needs.
+/// A permission an action requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
     /// Reading monitoring data (`vm:read`), held by every role.
@@ -110,7 +110,7 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// Why a token was not accepted.
+/// The reason a token was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("no bearer token in the request")]

@@ -175,7 +175,7 @@ impl VmRecord {
     }
 }
 
-/// A powered-on VM with only an id and a name, for unit tests.
+/// Returns a powered-on VM with only an id and a name, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_vm(id: &str, name: &str) -> Vm {
     Vm {

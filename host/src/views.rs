@@ -20,7 +20,7 @@ use crate::live::{LiveData, VmRecord, VmStatus};
 use crate::plugin::bindings::types::PowerState;
 use crate::timestamp::Timestamp;
 
-/// What an aggregate covers.
+/// The scope of an aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Enum)]
 #[serde(rename_all = "lowercase")]
 #[oai(rename_all = "lowercase")]
@@ -504,7 +504,7 @@ impl GroupMatcher {
                 group
                     .folders
                     .iter()
-                    .any(|wanted| folder_within(folder, wanted))
+                    .any(|group_folder| folder_within(folder, group_folder))
             })
     }
 }
@@ -535,21 +535,21 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
-/// Returns true when `folder` is `wanted` or lies below it (`/dc/vm/web` is within `/dc/vm`).
-fn folder_within(folder: &str, wanted: &str) -> bool {
-    let wanted = wanted.trim_end_matches('/');
-    folder == wanted
+/// Returns true when `folder` is `parent` or lies below it (`/dc/vm/web` is within `/dc/vm`).
+fn folder_within(folder: &str, parent: &str) -> bool {
+    let parent = parent.trim_end_matches('/');
+    folder == parent
         || folder
-            .strip_prefix(wanted)
+            .strip_prefix(parent)
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Returns the health score for VM status counts and the active alerts' worst severity per VM.
 ///
 /// The score starts at 100 and loses points by the share of VMs in each condition:
-/// `100 - 200 x critical - 120 x high - 60 x medium - 20 x low - 150 x error - 20 x offline`,
-/// where `critical` is the share of VMs whose worst active alert is critical (likewise for the
-/// other severities), `error` the share in error and `offline` the share offline. It is
+/// `100 - 200 x critical - 120 x high - 60 x medium - 20 x low - 150 x error - 20 x offline`.
+/// Here `critical` is the share of VMs whose worst active alert is critical, and likewise for
+/// the other severities. `error` is the share in error and `offline` the share offline. It is
 /// clamped to 0..=100 and rounded. With no VMs the score is 100.
 pub fn health_score(status: &VmStatusCount, worst_by_vm: &HashMap<&str, Severity>) -> u8 {
     if status.total == 0 {

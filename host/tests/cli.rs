@@ -1,4 +1,4 @@
-//! The `vmpulse` command line: exit codes and the messages an operator sees.
+//! The `vmpulse` command line: exit codes and the error messages an operator reads.
 
 use std::path::Path;
 use std::process::{Command, Output};

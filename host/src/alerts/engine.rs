@@ -430,7 +430,7 @@ impl AlertEngine {
                 severity,
                 threshold: finding.threshold,
                 current_value: finding.current_value,
-                // A firing value is past its threshold, so its side tells the direction. A
+                // A firing value is past its threshold, so its side gives the direction. A
                 // value at the threshold does not, and later values settle it.
                 direction: side_of(finding.current_value, finding.threshold)
                     .unwrap_or(Direction::Above),
@@ -732,8 +732,8 @@ mod tests {
         ids.iter().map(|id| (*id).to_owned()).collect()
     }
 
-    /// A cycle's result for `vm-1` with CPU usage `cpu`; the finding follows the levels
-    /// high 80 and critical 95 with `hold` seconds, as a threshold rule would report.
+    /// Returns a cycle's result for `vm-1` with CPU usage `cpu`. The finding follows the
+    /// levels high 80 and critical 95 with `hold` seconds, as a threshold rule reports them.
     fn cycle(cpu: Option<f64>, hold: u32) -> RuleResult {
         let mut metrics = RealtimeMetrics {
             vm_id: "vm-1".to_owned(),

@@ -263,7 +263,7 @@ pub struct ErrorEnvelope {
     /// The specific error code: the status, or a refinement such as `404-GROUP`,
     /// `404-CLUSTER`, `404-HOST`, `404-DATACENTER`, `404-ALERT` or `404-ROUTE`.
     pub error: String,
-    /// What failed, in the language `Accept-Language` selects.
+    /// The failure, in the language `Accept-Language` selects.
     pub message: String,
     /// The parameter or body field at fault, on 400 only.
     #[oai(skip_serializing_if_is_none)]

@@ -65,7 +65,7 @@ enum ApiTags {
     Operations,
 }
 
-/// What every handler reads: the service, token checks and rate limits.
+/// The state every handler reads: the service, token checks and rate limits.
 pub struct ApiState {
     pub service: Arc<Service>,
     pub auth: Arc<Authenticator>,
@@ -94,7 +94,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Fails with 403 unless `principal`'s role holds `permission`.
+    /// Fails with 403 unless `principal`'s role grants `permission`.
     pub fn require(&self, principal: &Principal, permission: Permission) -> Result<(), ApiError> {
         if principal.role.allows(permission) {
             Ok(())
@@ -132,7 +132,7 @@ type Apis = (
     operations::OperationsApi,
 );
 
-/// Builds the OpenAPI service. It holds no state: handlers read [`ApiState`] from the
+/// Builds the OpenAPI service. It has no state: handlers read [`ApiState`] from the
 /// request, so the document can be generated without a running service.
 fn openapi_service() -> OpenApiService<Apis, ()> {
     let apis = (

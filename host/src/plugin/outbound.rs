@@ -150,7 +150,7 @@ pub struct OutboundPolicy {
     origins: Vec<AllowedOrigin>,
     client: PooledClient,
     response_timeout: Duration,
-    /// Denied origins already logged at warn level; repeats go to debug, so a plugin that
+    /// Denied origins already logged at warn level. Repeats go to debug, so a plugin that
     /// tries the same forbidden origin every cycle does not flood the log.
     warned_denials: std::sync::Mutex<std::collections::HashSet<String>>,
 }

@@ -20,7 +20,7 @@ const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
 /// Unknown VM ids named in the text of an `UNKNOWN_VM` error; `data.vmIds` lists them all.
 const UNKNOWN_IDS_IN_TEXT: usize = 20;
 
-/// What the handshake decided.
+/// The outcome of the handshake.
 pub enum Handshake {
     Accepted {
         lang: Lang,
@@ -35,7 +35,7 @@ pub enum Handshake {
     },
 }
 
-/// How the reader ended.
+/// The reason the reader ended.
 enum Ending {
     /// The client closed, or the connection broke.
     Gone,

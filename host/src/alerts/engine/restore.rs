@@ -37,13 +37,13 @@ pub(super) fn restore(store: &Store, state: &mut EngineState) -> Result<(), Aler
         };
         // A second active alert for one condition means the first one's resolution was
         // not stored. Keep the newer one and resolve the older one when the newer fired.
-        let kept = track.alert.as_mut().expect("restored tracks have alerts");
-        let mut older = if alert.fired_at_ms > kept.fired_at_ms {
-            std::mem::replace(kept, alert)
+        let current = track.alert.as_mut().expect("restored tracks have alerts");
+        let mut older = if alert.fired_at_ms > current.fired_at_ms {
+            std::mem::replace(current, alert)
         } else {
             alert
         };
-        older.resolved_at_ms = Some(kept.fired_at_ms);
+        older.resolved_at_ms = Some(current.fired_at_ms);
         superseded.push(older);
     }
     store_superseded(store, &superseded);
