@@ -395,7 +395,25 @@ async fn estate_end_to_end() {
         );
     }
 
-    // The group aggregate agrees with what the client received in the same cycle.
+    // The group aggregate agrees with what the client received in the same cycle. `fresh`
+    // may mix two cycles, so read one whole cycle: wait until the current burst of messages
+    // ends, then collect the next burst, and ask for the aggregate before the cycle after.
+    loop {
+        let quiet =
+            tokio::time::timeout(Duration::from_secs(5), next_json(&mut socket, INTERVAL * 2));
+        if quiet.await.is_err() {
+            break;
+        }
+    }
+    let mut cycle: HashMap<String, Value> = HashMap::new();
+    while cycle.len() < subscribed.len() {
+        let message = next_json(&mut socket, INTERVAL * 2).await;
+        if message["type"] == "metrics" {
+            let vm_id = message["data"]["vmId"].as_str().unwrap().to_owned();
+            cycle.insert(vm_id, message["data"]["metrics"].clone());
+        }
+    }
+    let fresh = cycle;
     let aggregate = api.get("/api/v1/realtime/groups/tens").await;
     assert_eq!(aggregate["scope"], "group");
     assert_eq!(
